@@ -1,0 +1,1 @@
+"""Dataset readers (one per on-disk format) and the synthetic data generator."""

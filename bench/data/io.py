@@ -1,0 +1,42 @@
+"""Reading the image formats of on-disk datasets into the harness's tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from bench.errors import ConfigError
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+    except FileNotFoundError:
+        raise ConfigError(f"file not found: {path}") from None
+    except (OSError, SyntaxError) as exc:  # PIL raises these for corrupt or truncated files
+        raise ConfigError(f"cannot decode image {path}: {exc}") from None
+    return img
+
+
+def read_rgb(path: Path) -> Tensor:
+    """(3, H, W) float32 in [0, 1] from an 8-bit image; an alpha channel is dropped."""
+    img = _open(path).convert("RGB")
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+
+
+def read_depth_mm(path: Path) -> Tensor:
+    """(H, W) float32 z-depth in metres from a 16-bit PNG in millimetres (0 = invalid)."""
+    arr = np.asarray(_open(path), dtype=np.int32)
+    if arr.ndim != 2:
+        raise ConfigError(f"depth image must have one channel, got shape {arr.shape}: {path}")
+    return torch.from_numpy(arr.astype(np.float32) / 1000.0)
+
+
+def read_mask(path: Path) -> Tensor:
+    """(H, W) bool from an 8-bit mask image (> 127 is foreground)."""
+    return torch.from_numpy(np.asarray(_open(path).convert("L"), dtype=np.uint8) > 127)

@@ -1,0 +1,104 @@
+"""Reader for the SRN / pixelNeRF object layout (and the synthetic sets written in it).
+
+Layout under ``root`` (or ``root/<split>``)::
+
+    <object>/rgb/NNNNNN.png        RGB (an alpha channel is dropped)
+    <object>/pose/NNNNNN.txt       4x4 cam2world, OpenCV axes: 16 numbers, one line or four
+    <object>/intrinsics.txt        first line ``f cx cy 0.`` in pixels, last line ``H W``
+    <object>/depth/NNNNNN.png      optional: 16-bit z-depth in millimetres (synthetic sets)
+    <object>/mask/NNNNNN.png       optional: 8-bit foreground mask (synthetic sets)
+
+Intrinsics are scaled when the images are not ``H x W`` (as pixelNeRF does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from bench.data.io import read_depth_mm, read_mask, read_rgb
+from bench.data.synth import ObjectSet
+from bench.errors import ConfigError
+from bench.types import View
+
+
+def read_pose(path: Path) -> Tensor:
+    """(4, 4) cam2world from a text file of 16 numbers (any line layout)."""
+    try:
+        values = [float(x) for x in path.read_text().split()]
+    except ValueError as exc:
+        raise ConfigError(f"pose file is not numeric: {path}: {exc}") from None
+    if len(values) != 16:
+        raise ConfigError(f"pose file must hold 16 numbers (a 4x4 matrix), found {len(values)}: {path}")
+    return torch.tensor(values, dtype=torch.float32).reshape(4, 4)
+
+
+def read_intrinsics(path: Path) -> tuple[Tensor, tuple[int, int]]:
+    """``K`` (3, 3) and the (H, W) it refers to, from an SRN ``intrinsics.txt``."""
+    try:
+        lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+        f, cx, cy = (float(x) for x in lines[0][:3])
+        h, w = (int(float(x)) for x in lines[-1][:2])
+    except (ValueError, IndexError, FileNotFoundError) as exc:
+        raise ConfigError(f"cannot parse SRN intrinsics {path}: {exc}") from None
+    K = torch.tensor([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
+    return K, (h, w)
+
+
+class SRNReader:
+    """Objects in the SRN layout; ``provides`` lists the optional view fields it reads."""
+
+    def __init__(
+        self,
+        root: Path,
+        split: str | None = None,
+        depth: bool = False,
+        mask: bool = False,
+        near: float = 0.8,
+        far: float = 1.8,
+        background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        generate: ObjectSet | None = None,
+    ):
+        self.root = Path(root)
+        self.split = split
+        self.near, self.far = near, far
+        self.background = background
+        self.generate = generate
+        self.provides = frozenset(f for f, on in (("source_depth", depth), ("source_mask", mask)) if on)
+        self.with_depth, self.with_mask = depth, mask
+        self._scenes: list[str] | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.root / self.split if self.split else self.root
+
+    def scenes(self) -> list[str]:
+        """Sorted object ids. Generates the synthetic set first when ``generate`` asks for one."""
+        if self._scenes is None:
+            if self.generate is not None:
+                self.generate.ensure(self.root)
+            if not self.folder.is_dir():
+                raise ConfigError(f"dataset folder not found: {self.folder} (set it with --data-root)")
+            self._scenes = sorted(p.name for p in self.folder.iterdir() if (p / "rgb").is_dir())
+            if not self._scenes:
+                raise ConfigError(f"no objects (folders with rgb/) in dataset folder {self.folder}")
+        return self._scenes
+
+    def view_ids(self, scene: str) -> list[str]:
+        return sorted(p.stem for p in (self.folder / scene / "rgb").glob("*.png"))
+
+    def load_view(self, scene: str, view_id: str) -> View:
+        obj = self.folder / scene
+        image = read_rgb(obj / "rgb" / f"{view_id}.png")
+        K, (h, w) = read_intrinsics(obj / "intrinsics.txt")
+        H, W = image.shape[-2:]
+        if (H, W) != (h, w):
+            K = torch.diag(torch.tensor([W / w, H / h, 1.0])) @ K
+        depth = read_depth_mm(obj / "depth" / f"{view_id}.png") if self.with_depth else None
+        mask = read_mask(obj / "mask" / f"{view_id}.png") if self.with_mask else None
+        for name, extra in (("depth", depth), ("mask", mask)):
+            if extra is not None and tuple(extra.shape) != (H, W):
+                raise ConfigError(f"{name} of {scene}/{view_id} is {tuple(extra.shape)}, image is {(H, W)}")
+        return View(view_id, image, K, read_pose(obj / "pose" / f"{view_id}.txt"), depth, mask)

@@ -1,0 +1,1 @@
+"""Metrics by family: image, depth, pose, segmentation, consistency; and statistics over samples."""

@@ -1,0 +1,150 @@
+"""Pipelines: a YAML composition of stages, or an adapter around an external method.
+
+A pipeline YAML (``pipelines/<name>.yaml``)::
+
+    name: oracle_reproject
+    description: ...
+    stages:                       # run in order on the batched state (bench.types)
+      - stage: unproject_depth
+      - stage: point_rasterizer
+        radius_px: 0.75           # the stage's own typed parameters
+
+or, for an external method::
+
+    name: my_method
+    adapter: my_adapter           # registered adapter name
+    params: {weights: ...}        # the adapter's typed constructor parameters
+
+Loading checks that every stage's ``requires`` is met by the suite or an earlier stage, and
+that the pipeline provides ``pred_image``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from bench.config import Doc, apply_overrides, build, load_yaml
+from bench.errors import ConfigError
+from bench.registry import registry, resolve_yaml, yaml_names
+from bench.types import Prediction, Sample
+
+
+class Adapter:
+    """An external method behind one interface. Register with ``@bench.registry.register_adapter``.
+
+    The constructor takes the typed ``params:`` of the pipeline YAML. ``requires`` names
+    optional suite fields it needs (``source_depth``, ``source_mask``).
+    """
+
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def load(self, device: str) -> None:
+        """Load weights and move to ``device``; called once before the first sample."""
+
+    def predict(self, sample: Sample) -> Prediction:
+        """Predict ``sample``'s targets from its sources (target images are not to be read)."""
+        raise NotImplementedError
+
+
+@dataclass
+class PipelineConfig:
+    """Top-level keys of a pipeline YAML."""
+
+    name: str
+    description: str = ""
+    stages: list[dict] | None = None
+    adapter: str | None = None
+    params: dict = field(default_factory=dict)
+
+
+class StagePipeline(nn.Module):
+    """Stages run in order on a batched state; returns one :class:`Prediction` per sample."""
+
+    def __init__(self, name: str, stages: list[nn.Module], digest: str):
+        super().__init__()
+        self.name, self.digest = name, digest
+        self.stages = nn.ModuleList(stages)
+
+    def load(self, device: str) -> None:
+        self.to(device).eval()
+
+    @torch.no_grad()
+    def predict_batch(self, samples: list[Sample], state: dict[str, Tensor]) -> list[Prediction]:
+        state = dict(state)
+        for stage in self.stages:
+            state.update(stage(state))
+        depth = state.get("pred_depth")
+        return [
+            Prediction(state["pred_image"][i], depth[i] if depth is not None else None) for i in range(len(samples))
+        ]
+
+
+class AdapterPipeline:
+    """An :class:`Adapter` run sample by sample."""
+
+    def __init__(self, name: str, adapter: Adapter, digest: str):
+        self.name, self.adapter, self.digest = name, adapter, digest
+
+    def load(self, device: str) -> None:
+        self.adapter.load(device)
+
+    @torch.no_grad()
+    def predict_batch(self, samples: list[Sample], state: dict[str, Tensor]) -> list[Prediction]:
+        return [self.adapter.predict(s) for s in samples]
+
+
+Pipeline = StagePipeline | AdapterPipeline
+
+
+def _check_fields(needs: tuple[str, ...], available: set[str], what: str, where: str) -> None:
+    missing = [f for f in needs if f not in available]
+    if missing:
+        raise ConfigError(
+            f"{what} requires '{missing[0]}', which neither the suite nor an earlier stage provides "
+            f"(available: {', '.join(sorted(available))})",
+            where,
+        )
+
+
+def _build_stages(cfg: PipelineConfig, doc: Doc, available: set[str]) -> list[nn.Module]:
+    stages = []
+    for i, spec in enumerate(cfg.stages):
+        key = ("stages", i)
+        if not isinstance(spec, dict) or "stage" not in spec:
+            raise ConfigError("each stage is a mapping with a 'stage:' name", doc.where(key))
+        cls = registry("stages").get(spec["stage"], doc.where(key + ("stage",)))
+        stage = build(cls, spec, doc, key, skip=("stage",))
+        _check_fields(cls.requires, available, f"stage '{spec['stage']}'", doc.where(key))
+        available |= set(cls.provides)
+        stages.append(stage)
+    return stages
+
+
+def load_pipeline(name_or_path: str, available: frozenset[str], overrides: list[str] = (), where: str | None = None) -> Pipeline:
+    """Load and check a pipeline given by YAML path, pipeline name, or adapter name.
+
+    ``available`` names the state fields the suite provides; ``overrides`` are
+    ``key=value`` assignments into the pipeline YAML.
+    """
+    adapters = registry("adapters")
+    if name_or_path in adapters.names() and name_or_path not in yaml_names("pipelines"):
+        doc = Doc({"name": name_or_path, "adapter": name_or_path}, {}, None)
+    else:
+        doc = load_yaml(resolve_yaml("pipelines", name_or_path, "pipeline", where))
+    apply_overrides(doc, list(overrides))
+    cfg = build(PipelineConfig, doc.data, doc)
+    if (cfg.stages is None) == (cfg.adapter is None):
+        raise ConfigError("a pipeline has exactly one of 'stages:' or 'adapter:'", doc.where(()))
+    if cfg.stages is not None:
+        available_fields = set(available)
+        stages = _build_stages(cfg, doc, available_fields)
+        _check_fields(("pred_image",), available_fields, f"pipeline '{cfg.name}' output", doc.where(("stages",)))
+        return StagePipeline(cfg.name, stages, doc.digest())
+    cls = adapters.get(cfg.adapter, doc.where(("adapter",)))
+    adapter: Any = build(cls, cfg.params, doc, ("params",))
+    _check_fields(cls.requires, set(available), f"adapter '{cfg.adapter}'", doc.where(("adapter",)))
+    return AdapterPipeline(cfg.name, adapter, doc.digest())

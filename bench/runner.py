@@ -1,0 +1,346 @@
+"""The runner: samples -> pipelines -> metrics -> results database -> summary.
+
+For each pipeline it scores only the samples the database does not already cover under
+the same run key (so a rerun resumes), one batch per transaction. A pipeline that raises
+on a batch is retried sample by sample so the failing sample is recorded under
+``failures`` and the rest still count; a non-finite metric value is a failure too, never
+averaged in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from bench.errors import ConfigError
+from bench.metrics.stats import bootstrap_ci
+from bench.pipeline import Pipeline, load_pipeline
+from bench.registry import PROJECT_ROOT, load_adapters
+from bench.store import Store
+from bench.suite import Suite, load_suite
+from bench.types import Prediction, Sample, SampleSpec
+
+PACKAGES = ("nvsbench", "torch", "torchvision", "easypytorch3d", "kornia", "numpy", "scipy", "pillow")
+RANGE_TOLERANCE = 1e-4
+
+
+@dataclass
+class RunOptions:
+    """What ``nvsbench run`` was asked, beyond the suite file."""
+
+    pipelines: list[str] | None = None
+    data_root: Path | None = None
+    out: Path | None = None
+    limit: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+    overrides: list[str] = field(default_factory=list)
+    adapter_dirs: list[Path] = field(default_factory=list)
+    progress: bool = True
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Separate ``pipeline.<name>.key=value`` (for pipeline YAMLs) from suite overrides."""
+    suite, per_pipeline = [], {}
+    for text in overrides:
+        if text.startswith("pipeline."):
+            name, _, rest = text[len("pipeline.") :].partition(".")
+            if not rest:
+                raise ConfigError(f"--set {text}: expected pipeline.<name>.<key>=<value>")
+            per_pipeline.setdefault(name, []).append(rest)
+        else:
+            suite.append(text)
+    return suite, per_pipeline
+
+
+def load_run(suite_path: Path, opts: RunOptions) -> tuple[Suite, list[Pipeline]]:
+    """Load and validate everything a run needs before any data is read."""
+    load_adapters(opts.adapter_dirs)
+    suite_overrides, pipeline_overrides = split_overrides(opts.overrides)
+    suite = load_suite(suite_path, suite_overrides, opts.data_root)
+    names = opts.pipelines or suite.config.pipelines
+    unknown = set(pipeline_overrides) - set(names)
+    if unknown:
+        raise ConfigError(f"--set pipeline.{sorted(unknown)[0]}...: no such pipeline in this run ({', '.join(names)})")
+    pipelines = [
+        load_pipeline(n, suite.available_fields, pipeline_overrides.get(n, []), suite.doc.where(("pipelines",)))
+        for n in names
+    ]
+    seen = [p.name for p in pipelines]
+    if len(set(seen)) != len(seen):
+        raise ConfigError(f"two pipelines share a name: {seen}")
+    return suite, pipelines
+
+
+# --------------------------------------------------------------------------- samples
+
+
+def sample_seed(seed: int, sample_id: str) -> int:
+    """A per-sample seed that does not depend on batching, order or sharding."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()[:7], "little")
+
+
+class SampleLoader:
+    """Loads samples from a reader, keeping recently used views (sources repeat across samples)."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.view = lru_cache(maxsize=64)(reader.load_view)
+
+    def load(self, spec: SampleSpec) -> Sample:
+        return Sample(
+            spec,
+            [self.view(spec.scene, v) for v in spec.source_views],
+            [self.view(spec.scene, v) for v in spec.target_views],
+        )
+
+
+def collate(samples: list[Sample], suite: Suite, seed: int, device: str) -> dict[str, Tensor]:
+    """The batched pipeline state (see :mod:`bench.types`); target images are left out."""
+    def stack(views: str, attr: str) -> Tensor:
+        return torch.stack([torch.stack([getattr(v, attr) for v in getattr(s, views)]) for s in samples]).to(device)
+
+    r = suite.reader
+    b = len(samples)
+    state = {
+        "source_image": stack("sources", "image"),
+        "source_K": stack("sources", "K"),
+        "source_cam2world": stack("sources", "cam2world"),
+        "target_K": stack("targets", "K"),
+        "target_cam2world": stack("targets", "cam2world"),
+        "target_size": torch.tensor(samples[0].targets[0].size, device=device),
+        "near": torch.full((b,), float(r.near), device=device),
+        "far": torch.full((b,), float(r.far), device=device),
+        "background": torch.tensor(r.background, dtype=torch.float32, device=device),
+        "seed": torch.tensor([sample_seed(seed, s.id) for s in samples], device=device),
+    }
+    if "source_depth" in r.provides:
+        state["source_depth"] = stack("sources", "depth")
+    if "source_mask" in r.provides:
+        state["source_mask"] = stack("sources", "mask")
+    return state
+
+
+def _shape_key(s: Sample) -> tuple:
+    return (len(s.sources), len(s.targets), s.sources[0].size, s.targets[0].size)
+
+
+def batches(specs: list[SampleSpec], loader: SampleLoader, size: int) -> Iterator[list[Sample]]:
+    """Consecutive samples in batches of at most ``size`` that share sizes (so they stack)."""
+    batch: list[Sample] = []
+    for spec in specs:
+        sample = loader.load(spec)
+        if batch and (len(batch) == size or _shape_key(batch[0]) != _shape_key(sample)):
+            yield batch
+            batch = []
+        batch.append(sample)
+    if batch:
+        yield batch
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def check_prediction(pred: Prediction, sample: Sample) -> Prediction:
+    """Raise ValueError unless ``pred.image`` is (T, D, 3, H, W), finite and in [0, 1]."""
+    t, (h, w) = len(sample.targets), sample.targets[0].size
+    img = pred.image
+    if img.dim() != 5 or img.shape[0] != t or img.shape[2:] != (3, h, w):
+        raise ValueError(f"prediction image has shape {tuple(img.shape)}, expected ({t}, D, 3, {h}, {w})")
+    if not torch.isfinite(img).all():
+        raise ValueError("prediction image contains NaN or infinite values")
+    lo, hi = float(img.min()), float(img.max())
+    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        raise ValueError(f"prediction image values span [{lo:.4g}, {hi:.4g}], outside [0, 1]")
+    return Prediction(img.clamp(0, 1), pred.depth)
+
+
+def score(samples: list[Sample], preds: list[Prediction], suite: Suite) -> tuple[list, list]:
+    """Per-sample metric values (mean over targets and draws) and metric failures."""
+    scores, failures = [], []
+    for name, metric in suite.metrics.items():
+        if metric.unavailable():
+            continue
+        flat_pred, flat_gt, owner = [], [], []
+        for i, (s, p) in enumerate(zip(samples, preds)):
+            gt = torch.stack([getattr(v, metric.field) for v in s.targets]).to(p.image.device)  # (T, ...)
+            pr = getattr(p, metric.field)  # (T, D, ...)
+            flat_pred.append(pr.flatten(0, 1))
+            flat_gt.append(gt[:, None].expand_as(pr).flatten(0, 1))
+            owner += [i] * (pr.shape[0] * pr.shape[1])
+        values = metric(torch.cat(flat_pred), torch.cat(flat_gt)).double().cpu()
+        owner_t = torch.tensor(owner)
+        for i, s in enumerate(samples):
+            v = values[owner_t == i]
+            if torch.isfinite(v).all():
+                scores.append((s.id, name, float(v.mean())))
+            else:
+                failures.append((s.id, name, f"{name} is not finite: {v.tolist()}"))
+    return scores, failures
+
+
+def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, opts: RunOptions) -> tuple[list, list]:
+    """Run one batch; on an exception, rerun sample by sample to pin the failure on its sample."""
+    try:
+        preds = pipeline.predict_batch(samples, collate(samples, suite, opts.seed, opts.device))
+        checked = [check_prediction(p, s) for p, s in zip(preds, samples)]
+    except Exception as exc:  # noqa: BLE001 - any pipeline error is recorded, not fatal
+        if len(samples) == 1:
+            return [], [(samples[0].id, "predict", f"{type(exc).__name__}: {exc}")]
+        scores, failures = [], []
+        for s in samples:
+            sc, fa = predict_and_score(pipeline, [s], suite, opts)
+            scores += sc
+            failures += fa
+        return scores, failures
+    return score(samples, checked, suite)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def run_key(suite: Suite, pipeline: Pipeline, seed: int) -> str:
+    return hashlib.sha256(f"{suite.data_digest()}|{pipeline.digest}|{seed}".encode()).hexdigest()[:16]
+
+
+def _git_commit() -> str | None:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str | None]:
+    out = {}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def summarize(suite: Suite, pipelines: list[Pipeline], store: Store, sample_ids: list[str], opts: RunOptions, wall: float) -> dict:
+    """The ``summary.json`` document, aggregated from the database rows of this run's samples."""
+    ids = set(sample_ids)
+    results, failures = {}, {}
+    for p in pipelines:
+        key = run_key(suite, p, opts.seed)
+        per_metric = store.scores(key, ids)
+        results[p.name] = {}
+        for name, metric in suite.metrics.items():
+            reason = metric.unavailable()
+            if reason:
+                results[p.name][name] = {"unavailable": reason, "higher_is_better": metric.higher_is_better}
+                continue
+            values = np.array(list(per_metric.get(name, {}).values()), dtype=np.float64)
+            entry = {"mean": None, "ci95": None, "n": int(values.size), "higher_is_better": metric.higher_is_better}
+            if values.size:
+                entry["mean"] = float(values.mean())
+                entry["ci95"] = list(bootstrap_ci(values, seed=opts.seed))
+            results[p.name][name] = entry
+        failures[p.name] = [
+            {"sample": f["sample"], "error": f"{f['what']}: {f['error']}"} for f in store.failures(key, ids)
+        ]
+    return {
+        "suite": suite.name,
+        "n_samples": len(sample_ids),
+        "primary_metric": suite.config.primary_metric,
+        "results": results,
+        "failures": failures,
+        "meta": {
+            "git_commit": _git_commit(),
+            "config_hashes": {"suite": suite.doc.digest(), **{p.name: p.digest for p in pipelines}},
+            "run_keys": {p.name: run_key(suite, p, opts.seed) for p in pipelines},
+            "suite_config": suite.doc.data,
+            "seed": opts.seed,
+            "device": opts.device,
+            "limit": opts.limit,
+            "packages": _versions(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "command": sys.argv,
+            "wall_time_s": round(wall, 3),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    }
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def run(suite_path: Path, opts: RunOptions) -> tuple[dict, Path]:
+    """Evaluate every pipeline on the suite; returns the summary and the results folder."""
+    start = time.perf_counter()
+    suite, pipelines = load_run(suite_path, opts)
+    torch.manual_seed(opts.seed)
+    specs = list(suite.protocol.samples(suite.reader))
+    if opts.limit is not None:
+        specs = specs[: opts.limit]
+    if not specs:
+        raise ConfigError(f"suite {suite.name} has no samples (dataset folder {suite.reader.folder})")
+    out = opts.out or Path("results") / suite.name
+    store = Store(out)
+    loader = SampleLoader(suite.reader)
+    needed = set(suite.metrics)
+    try:
+        for pipeline in pipelines:
+            key = run_key(suite, pipeline, opts.seed)
+            store.register_run(key, pipeline.name, {"pipeline_digest": pipeline.digest, "seed": opts.seed})
+            covered = store.covered(key)
+            todo = [s for s in specs if not ("predict" in covered.get(s.id, ()) or needed <= covered.get(s.id, set()))]
+            if not todo:
+                continue
+            pipeline.load(opts.device)
+            with tqdm(total=len(todo), desc=pipeline.name, unit="sample", disable=not opts.progress, file=sys.stderr) as bar:
+                for batch in batches(todo, loader, suite.config.batch_size):
+                    scores, failures = predict_and_score(pipeline, batch, suite, opts)
+                    store.write(key, pipeline.name, scores, failures)
+                    bar.update(len(batch))
+        summary = summarize(suite, pipelines, store, [s.id for s in specs], opts, time.perf_counter() - start)
+    finally:
+        store.close()
+    write_json_atomic(out / "summary.json", summary)
+    return summary, out
+
+
+def format_table(summary: dict) -> str:
+    """The summary as a text table: pipeline, metric, mean, 95 % CI, n, failures."""
+    from tabulate import tabulate
+
+    rows = []
+    for pipe, metrics in summary["results"].items():
+        n_fail = len(summary["failures"].get(pipe, []))
+        for name, m in metrics.items():
+            arrow = "↑" if m["higher_is_better"] else "↓"
+            if "unavailable" in m:
+                rows.append([pipe, f"{name} {arrow}", "unavailable", m["unavailable"], "", n_fail])
+            elif m["mean"] is None:
+                rows.append([pipe, f"{name} {arrow}", "-", "-", 0, n_fail])
+            else:
+                lo, hi = m["ci95"]
+                rows.append([pipe, f"{name} {arrow}", f"{m['mean']:.4f}", f"[{lo:.4f}, {hi:.4f}]", m["n"], n_fail])
+    return tabulate(rows, headers=["pipeline", "metric", "mean", "95% CI", "n", "failures"], tablefmt="github")

@@ -1,0 +1,52 @@
+"""Renderers: from a 3D representation to target images."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from bench.cameras import to_pytorch3d
+from bench.stages.base import Stage
+
+
+class PointRasterizer(Stage):
+    """Render coloured points into every target camera with pytorch3d's point rasterizer.
+
+    Each pixel takes the colour of its nearest point (a z-buffer splat of radius
+    ``radius_px`` pixels); pixels no point covers take the suite's background colour.
+
+    Provides ``pred_image`` (B, T, 1, 3, H, W) and ``pred_depth`` (B, T, 1, H, W) z-depth,
+    0 where empty.
+    """
+
+    requires = ("points", "point_colors", "point_valid", "target_K", "target_cam2world", "target_size", "background")
+    provides = ("pred_image", "pred_depth")
+
+    def __init__(self, radius_px: float = 0.75):
+        super().__init__()
+        self.radius_px = radius_px
+
+    def forward(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        from pytorch3d.renderer import PointsRasterizationSettings, PointsRasterizer
+        from pytorch3d.structures import Pointclouds
+
+        b, t = state["target_K"].shape[:2]
+        h, w = (int(x) for x in state["target_size"])
+        points, colors = [], []
+        for i in range(b):
+            valid = state["point_valid"][i]
+            points += [state["points"][i][valid]] * t
+            colors += [state["point_colors"][i][valid]] * t
+        clouds = Pointclouds(points=points, features=colors)
+        cameras = to_pytorch3d(state["target_K"].reshape(b * t, 3, 3), state["target_cam2world"].reshape(b * t, 4, 4), (h, w))
+        settings = PointsRasterizationSettings(image_size=(h, w), radius=self.radius_px * 2.0 / min(h, w), points_per_pixel=1)
+        fragments = PointsRasterizer(cameras=cameras, raster_settings=settings)(clouds)
+        idx = fragments.idx[..., 0]  # (BT, H, W) index into the packed points, -1 where empty
+        hit = idx >= 0
+        rgb = clouds.features_packed()[idx.clamp(min=0)]  # (BT, H, W, 3)
+        rgb = torch.where(hit[..., None], rgb, state["background"].to(rgb))
+        depth = torch.where(hit, fragments.zbuf[..., 0], torch.zeros_like(fragments.zbuf[..., 0]))
+        return {
+            "pred_image": rgb.permute(0, 3, 1, 2).reshape(b, t, 1, 3, h, w),
+            "pred_depth": depth.reshape(b, t, 1, h, w),
+        }

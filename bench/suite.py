@@ -1,0 +1,94 @@
+"""Suites: a dataset read in its on-disk format, a protocol, metrics and the pipelines to compare.
+
+A suite YAML (``suites/<name>.yaml``)::
+
+    name: quickstart
+    description: ...
+    dataset: {reader: srn, root: ../data/quickstart, depth: true, ...}   # reader's typed params
+    protocol: {kind: source_targets, sources: [0]}                     # protocol's typed params
+    metrics: [psnr, ssim, l1]
+    pipelines: [identity, oracle_reproject]
+    primary_metric: psnr
+    batch_size: 8
+
+Relative paths resolve against the YAML file that wrote them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.config import Doc, Origin, apply_overrides, build, load_yaml
+from bench.errors import ConfigError, unknown_name
+from bench.metrics.base import Metric
+from bench.registry import registry
+from bench.types import BASE_FIELDS
+
+
+@dataclass
+class SuiteConfig:
+    """Top-level keys of a suite YAML."""
+
+    dataset: dict
+    protocol: dict
+    metrics: list[str]
+    pipelines: list[str]
+    name: str = ""
+    description: str = ""
+    primary_metric: str | None = None
+    batch_size: int = 8
+
+
+@dataclass
+class Suite:
+    """A loaded, validated suite."""
+
+    config: SuiteConfig
+    doc: Doc
+    reader: Any
+    protocol: Any
+    metrics: dict[str, Metric]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def available_fields(self) -> frozenset[str]:
+        """State fields this suite gives pipelines (see :mod:`bench.types`)."""
+        return BASE_FIELDS | self.reader.provides
+
+    def data_digest(self) -> str:
+        """Hash of what decides the samples and their ground truth: dataset and protocol config."""
+        return Doc({"dataset": self.doc.data["dataset"], "protocol": self.doc.data["protocol"]}, {}).digest()
+
+
+def _registered(kind: str, mapping: dict, selector: str, doc: Doc, key: tuple) -> Any:
+    """Build the registry entry named by ``mapping[selector]`` with the rest of ``mapping`` as its params."""
+    if not isinstance(mapping, dict) or selector not in mapping:
+        raise ConfigError(f"'{key[-1]}' needs a '{selector}:' naming one of: {', '.join(registry(kind).names())}", doc.where(key))
+    cls = registry(kind).get(mapping[selector], doc.where(key + (selector,)))
+    return build(cls, mapping, doc, key, skip=(selector,))
+
+
+def load_suite(path: str | Path, overrides: list[str] = (), data_root: Path | None = None) -> Suite:
+    """Load, override and validate a suite YAML (data on disk is not touched)."""
+    doc = load_yaml(path)
+    apply_overrides(doc, list(overrides))
+    if data_root is not None:
+        if not isinstance(doc.data.get("dataset"), dict):
+            raise ConfigError("the suite has no 'dataset:' mapping to set --data-root on", doc.where(()))
+        doc.data["dataset"]["root"] = str(Path(data_root).resolve())
+        doc.origins[("dataset", "root")] = Origin("--data-root")
+    cfg = build(SuiteConfig, doc.data, doc)
+    cfg.name = cfg.name or Path(path).stem
+    reader = _registered("readers", cfg.dataset, "reader", doc, ("dataset",))
+    protocol = _registered("protocols", cfg.protocol, "kind", doc, ("protocol",))
+    metrics = {m: registry("metrics").get(m, doc.where(("metrics", i))) for i, m in enumerate(cfg.metrics)}
+    if cfg.primary_metric is not None and cfg.primary_metric not in metrics:
+        raise unknown_name("primary metric", cfg.primary_metric, metrics, doc.where(("primary_metric",)))
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}", doc.where(("batch_size",)))
+    return Suite(cfg, doc, reader, protocol, metrics)

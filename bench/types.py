@@ -1,0 +1,88 @@
+"""The data that flows through a run: views, samples, predictions, and the batched state of a pipeline.
+
+Conventions (see :mod:`bench.cameras`): images are float32 in [0, 1], channels first;
+``K`` is in pixels; ``cam2world`` is OpenCV (x right, y down, z forward); depth is z-depth
+in world units with 0 = invalid; masks are bool.
+
+Batched pipeline state (a ``dict[str, Tensor]``), B samples, S sources, T targets, D draws:
+
+========================  ===========================  =====================================
+field                     shape                        meaning
+========================  ===========================  =====================================
+``source_image``          (B, S, 3, H, W)              source views
+``source_K``              (B, S, 3, 3)                 source intrinsics
+``source_cam2world``      (B, S, 4, 4)                 source poses
+``source_depth``          (B, S, H, W)                 when the suite provides depth
+``source_mask``           (B, S, H, W) bool            when the suite provides masks
+``target_K``              (B, T, 3, 3)                 target intrinsics
+``target_cam2world``      (B, T, 4, 4)                 target poses (never target images)
+``near``, ``far``         (B,)                         scene bounds from the suite
+``target_size``           (2,) int64                   target image (H, W)
+``background``            (3,)                         background colour of the suite
+``seed``                  (B,) int64                   per-sample seed for stochastic stages
+``pred_image``            (B, T, D, 3, H, W)           required output of every pipeline
+``pred_depth``            (B, T, D, H, W)              optional output
+========================  ===========================  =====================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+#: Fields every suite provides to a pipeline (besides the optional ``source_depth`` / ``source_mask``).
+BASE_FIELDS = frozenset(
+    {"source_image", "source_K", "source_cam2world", "target_K", "target_cam2world", "near", "far", "target_size", "background", "seed"}
+)
+
+
+@dataclass
+class View:
+    """One image of a scene with its camera; ``image`` (3,H,W), ``K`` (3,3), ``cam2world`` (4,4)."""
+
+    id: str
+    image: Tensor
+    K: Tensor
+    cam2world: Tensor
+    depth: Tensor | None = None  # (H, W) z-depth, 0 = invalid
+    mask: Tensor | None = None  # (H, W) bool
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.image.shape[-2]), int(self.image.shape[-1])
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What a protocol asks: predict ``target_views`` of ``scene`` from ``source_views`` (view ids)."""
+
+    id: str
+    scene: str
+    source_views: tuple[str, ...]
+    target_views: tuple[str, ...]
+
+
+@dataclass
+class Sample:
+    """A loaded :class:`SampleSpec`. Pipelines see target cameras only, never target images."""
+
+    spec: SampleSpec
+    sources: list[View]
+    targets: list[View]
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+@dataclass
+class Prediction:
+    """A pipeline's answer for one sample: ``image`` (T, D, 3, H, W), ``depth`` (T, D, H, W) optional.
+
+    T follows the sample's targets (a trajectory has T > 1); D is the number of stochastic
+    draws (1 for deterministic methods).
+    """
+
+    image: Tensor
+    depth: Tensor | None = None
