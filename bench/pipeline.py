@@ -22,32 +22,16 @@ that the pipeline provides ``pred_image``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from bench.adapter import Adapter
 from bench.config import Doc, apply_overrides, build, load_yaml
 from bench.errors import ConfigError
 from bench.registry import registry, resolve_yaml, yaml_names
 from bench.types import Prediction, Sample
-
-
-class Adapter:
-    """An external method behind one interface. Register with ``@bench.registry.register_adapter``.
-
-    The constructor takes the typed ``params:`` of the pipeline YAML. ``requires`` names
-    optional suite fields it needs (``source_depth``, ``source_mask``).
-    """
-
-    requires: ClassVar[tuple[str, ...]] = ()
-
-    def load(self, device: str) -> None:
-        """Load weights and move to ``device``; called once before the first sample."""
-
-    def predict(self, sample: Sample) -> Prediction:
-        """Predict ``sample``'s targets from its sources (target images are not to be read)."""
-        raise NotImplementedError
 
 
 @dataclass

@@ -106,7 +106,7 @@ def test_same_seed_same_numbers(cli, tiny_suite, tmp_path):
 
 ADAPTERS = '''
 import torch
-from bench.pipeline import Adapter
+from bench.adapter import Adapter
 from bench.registry import register_adapter
 from bench.types import Prediction
 
@@ -212,3 +212,29 @@ def test_help_and_list_do_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT)
     assert proc.returncode == 0, proc.stderr
     assert "psnr" in proc.stdout and "point_rasterizer" in proc.stdout and "quickstart" in proc.stdout
+
+
+def test_precomputed_adapter_scores_files_written_by_another_program(cli, tiny_suite, tmp_path, objects_root):
+    """Source images saved as predictions must score exactly like the identity pipeline."""
+    import shutil
+
+    preds = tmp_path / "preds"
+    for obj in sorted(objects_root.iterdir()):
+        if (obj / "rgb").is_dir():
+            (preds / obj.name).mkdir(parents=True)
+            for view in sorted((obj / "rgb").glob("*.png"))[1:]:
+                shutil.copy(obj / "rgb" / "000000.png", preds / obj.name / view.name)
+    (preds / "car_0000" / "000004.png").unlink()
+    pipe = tmp_path / "saved.yaml"
+    pipe.write_text("name: saved\nadapter: precomputed\nparams: {root: preds}\n")
+    code, _, err = cli("run", tiny_suite, "--pipeline", pipe, "--pipeline", "identity", "--out", tmp_path / "out", "--no-progress")
+    assert code == 0, err
+    s = _summary(tmp_path / "out")
+    [failure] = s["failures"]["saved"]
+    assert failure["sample"] == "car_0000/000000-000004" and "file not found" in failure["error"]
+    with sqlite3.connect(tmp_path / "out" / "results.sqlite") as db:
+        rows = db.execute("SELECT pipeline, sample, metric, value FROM scores ORDER BY sample, metric").fetchall()
+    saved = {(s, m): v for p, s, m, v in rows if p == "saved"}
+    identity = {(s, m): v for p, s, m, v in rows if p == "identity" and (s, m) in saved}
+    assert len(saved) == 3 * (N_SAMPLES - 1)
+    assert saved == pytest.approx(identity, abs=1e-9)

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Measurements that are not tests. Run: ``.venv/bin/python benchmarks/run_all.py``.
+
+Writes the figures, with the machine they were measured on, to ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NVSBENCH = Path(sys.executable).parent / "nvsbench"
+
+
+def wall(cmd: list[str], repeats: int = 7) -> float:
+    """Median wall time of a command, in seconds (after one warm-up run)."""
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def cli_start_time() -> list[tuple[str, str]]:
+    """`nvsbench --help` and `nvsbench list ...` must not import torch; target < 0.5 s."""
+    return [(f"`nvsbench {' '.join(args)}` wall, median of 7", f"{wall([str(NVSBENCH), *args]):.3f} s")
+            for args in (["--help"], ["list", "metrics"], ["list", "pipelines"])]
+
+
+def point_rasterizer() -> list[tuple[str, str]]:
+    """pytorch3d's CPU point rasterizer in the oracle_reproject stage, per target view."""
+    import torch
+
+    from bench.cameras import look_at
+    from bench.stages.lift import UnprojectDepth
+    from bench.stages.render import PointRasterizer
+
+    rows = []
+    for size in (64, 128):
+        K = torch.tensor([[[size * 1.025, 0, (size - 1) / 2], [0, size * 1.025, (size - 1) / 2], [0, 0, 1]]])
+        c2w = look_at(torch.tensor([[1.4, 0.3, 0.5]]))
+        state = {"source_image": torch.rand(1, 1, 3, size, size), "source_depth": torch.full((1, 1, size, size), 1.4),
+                 "source_K": K[:, None], "source_cam2world": c2w[:, None]}
+        state.update(UnprojectDepth()(state))
+        state.update({"target_K": K[:, None], "target_cam2world": look_at(torch.tensor([[1.2, -0.6, 0.6]]))[:, None],
+                      "target_size": torch.tensor([size, size]), "background": torch.ones(3)})
+        stage = PointRasterizer()
+        stage(state)
+        start = time.perf_counter()
+        n = 20
+        for _ in range(n):
+            stage(state)
+        rows.append((f"point_rasterizer, {size * size} points at {size}x{size}", f"{(time.perf_counter() - start) / n * 1000:.1f} ms"))
+    return rows
+
+
+def synth_rate() -> list[tuple[str, str]]:
+    from bench.data.synth import generate_objects
+
+    rows = []
+    for size in (64, 128):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            generate_objects(Path(tmp) / "objs", objects=8, views=24, size=size)
+            rows.append((f"synthetic objects at {size}x{size} (8 x 24 views)", f"{8 * 24 / (time.perf_counter() - start):.0f} views/s"))
+    return rows
+
+
+def quickstart() -> list[tuple[str, str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "data", Path(tmp) / "out"
+        start = time.perf_counter()
+        subprocess.run([str(NVSBENCH), "run", "suites/quickstart.yaml", "--data-root", str(data), "--out", str(out), "--no-progress"],
+                       cwd=ROOT, check=True, capture_output=True)
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        subprocess.run([str(NVSBENCH), "run", "suites/quickstart.yaml", "--data-root", str(data), "--out", str(out / "again"), "--no-progress"],
+                       cwd=ROOT, check=True, capture_output=True)
+        warm = time.perf_counter() - start
+    return [("quickstart run incl. data generation", f"{cold:.1f} s"), ("quickstart run, data reused, fresh results", f"{warm:.1f} s")]
+
+
+def main() -> None:
+    sections = {"CLI start time": cli_start_time, "Point rasterizer (oracle_reproject)": point_rasterizer,
+                "Synthetic data generation": synth_rate, "Quickstart": quickstart}
+    lines = ["# Benchmark results", "", f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+             f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}.",
+             "Regenerate with `.venv/bin/python benchmarks/run_all.py`.", ""]
+    for title, fn in sections.items():
+        lines += [f"## {title}", "", "| measurement | value |", "|---|---|"]
+        lines += [f"| {name} | {value} |" for name, value in fn()]
+        lines.append("")
+    (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
