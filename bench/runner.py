@@ -296,6 +296,8 @@ def run(suite_path: Path, opts: RunOptions) -> tuple[dict, Path]:
     """Evaluate every pipeline on the suite; returns the summary and the results folder."""
     start = time.perf_counter()
     suite, pipelines = load_run(suite_path, opts)
+    if opts.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {opts.device}: torch sees no CUDA device on this machine (use --device cpu)")
     torch.manual_seed(opts.seed)
     specs = list(suite.protocol.samples(suite.reader))
     if opts.limit is not None:
