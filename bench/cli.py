@@ -22,6 +22,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Make datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+POSE_METRICS = "rot_err_deg,trans_err,trans_angle_deg,center_err,acc_15,acc_30,auc_30"
 AdaptersOpt = Annotated[
     list[Path] | None, typer.Option("--adapters", help="Folder of adapter .py files to register (repeatable).")
 ]
@@ -110,6 +111,45 @@ def validate(
     else:
         suite, pipelines = load_run(file, RunOptions(adapter_dirs=adapters or []))
         typer.echo(f"{file}: valid suite '{suite.name}' with pipelines {', '.join(p.name for p in pipelines)}")
+
+
+@app.command()
+def score(
+    pred: Annotated[Path, typer.Option(help="Folder of predictions.")],
+    gt: Annotated[Path, typer.Option(help="Folder of ground truth; files are matched by relative path.")],
+    metrics: Annotated[str, typer.Option(help="Comma-separated metric names, all of one file kind.")] = "psnr,ssim,l1",
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON: {per_image: {name: {metric: value}}, mean: {...}}.")] = False,
+    median_scaling: Annotated[bool, typer.Option(help="Depth: scale each prediction by median(gt)/median(pred).")] = False,
+    min_depth: Annotated[float, typer.Option(help="Depth: valid ground truth is above this.")] = 1e-3,
+    max_depth: Annotated[float | None, typer.Option(help="Depth: valid ground truth is at most this.")] = None,
+) -> None:
+    """Score predictions written by any program (PNG images; depth as 16-bit PNG in mm or .npy; label PNGs)."""
+    from bench.metrics.base import DepthOptions
+    from bench.score import score_folders
+
+    table = score_folders(pred, gt, _names(metrics), DepthOptions(median_scaling, min_depth, max_depth))
+    typer.echo(table.to_json() if json_ else table.to_text())
+
+
+@app.command("score-poses")
+def score_poses(
+    pred: Annotated[Path, typer.Option(help="JSON file {name: 4x4 cam2world} of estimated cameras.")],
+    gt: Annotated[Path, typer.Option(help="JSON file {name: 4x4 cam2world} of ground-truth cameras.")],
+    metrics: Annotated[str, typer.Option(help="Comma-separated pose metric names.")] = POSE_METRICS,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON with the same shape as `score --json`.")] = False,
+) -> None:
+    """Score estimated camera poses (OpenCV cam2world) against ground truth, one row per camera."""
+    from bench.score import score_pose_files
+
+    table = score_pose_files(pred, gt, _names(metrics))
+    typer.echo(table.to_json() if json_ else table.to_text("camera"))
+
+
+def _names(csv: str) -> list[str]:
+    names = [n.strip() for n in csv.split(",") if n.strip()]
+    if not names:
+        raise ConfigError("--metrics is empty")
+    return names
 
 
 @data_app.command("synth")

@@ -61,9 +61,10 @@ class StagePipeline(nn.Module):
         state = dict(state)
         for stage in self.stages:
             state.update(stage(state))
-        depth = state.get("pred_depth")
+        optional = {name: state.get(f"pred_{name}") for name in ("depth", "seg", "poses")}
         return [
-            Prediction(state["pred_image"][i], depth[i] if depth is not None else None) for i in range(len(samples))
+            Prediction(state["pred_image"][i], **{k: v[i] if v is not None else None for k, v in optional.items()})
+            for i in range(len(samples))
         ]
 
 

@@ -38,8 +38,13 @@ BUILTIN: dict[str, dict[str, str]] = {
     },
     "metrics": {
         "psnr": "bench.metrics.image:psnr",
+        "psnr_masked": "bench.metrics.image:psnr_masked",
+        "psnr_fg": "bench.metrics.image:psnr_fg",
         "ssim": "bench.metrics.image:ssim",
+        "ms_ssim": "bench.metrics.image:ms_ssim",
         "l1": "bench.metrics.image:l1",
+        "mae": "bench.metrics.image:l1",
+        "mse": "bench.metrics.image:mse",
     },
     "adapters": {},
 }

@@ -28,7 +28,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from bench.errors import ConfigError
-from bench.metrics.stats import bootstrap_ci
+from bench.metrics.evaluate import score_samples
+from bench.metrics.stats import aggregate, paired_p_value, unit_values
 from bench.pipeline import Pipeline, load_pipeline
 from bench.registry import PROJECT_ROOT, load_adapters
 from bench.store import Store
@@ -170,30 +171,6 @@ def check_prediction(pred: Prediction, sample: Sample) -> Prediction:
     return Prediction(img.clamp(0, 1), pred.depth)
 
 
-def score(samples: list[Sample], preds: list[Prediction], suite: Suite) -> tuple[list, list]:
-    """Per-sample metric values (mean over targets and draws) and metric failures."""
-    scores, failures = [], []
-    for name, metric in suite.metrics.items():
-        if metric.unavailable():
-            continue
-        flat_pred, flat_gt, owner = [], [], []
-        for i, (s, p) in enumerate(zip(samples, preds)):
-            gt = torch.stack([getattr(v, metric.field) for v in s.targets]).to(p.image.device)  # (T, ...)
-            pr = getattr(p, metric.field)  # (T, D, ...)
-            flat_pred.append(pr.flatten(0, 1))
-            flat_gt.append(gt[:, None].expand_as(pr).flatten(0, 1))
-            owner += [i] * (pr.shape[0] * pr.shape[1])
-        values = metric(torch.cat(flat_pred), torch.cat(flat_gt)).double().cpu()
-        owner_t = torch.tensor(owner)
-        for i, s in enumerate(samples):
-            v = values[owner_t == i]
-            if torch.isfinite(v).all():
-                scores.append((s.id, name, float(v.mean())))
-            else:
-                failures.append((s.id, name, f"{name} is not finite: {v.tolist()}"))
-    return scores, failures
-
-
 def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, opts: RunOptions) -> tuple[list, list]:
     """Run one batch; on an exception, rerun sample by sample to pin the failure on its sample."""
     try:
@@ -208,7 +185,7 @@ def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, o
             scores += sc
             failures += fa
         return scores, failures
-    return score(samples, checked, suite)
+    return score_samples(samples, checked, suite.metrics, suite.config.metric_options)
 
 
 # --------------------------------------------------------------------------- summary
@@ -242,29 +219,31 @@ def _versions() -> dict[str, str | None]:
 def summarize(suite: Suite, pipelines: list[Pipeline], store: Store, sample_ids: list[str], opts: RunOptions, wall: float) -> dict:
     """The ``summary.json`` document, aggregated from the database rows of this run's samples."""
     ids = set(sample_ids)
-    results, failures = {}, {}
-    for p in pipelines:
-        key = run_key(suite, p, opts.seed)
-        per_metric = store.scores(key, ids)
-        results[p.name] = {}
-        for name, metric in suite.metrics.items():
-            reason = metric.unavailable()
+    per_scene = suite.config.aggregate == "scene"
+    results: dict[str, dict] = {p.name: {} for p in pipelines}
+    failures = {}
+    for name, metric in suite.metrics.items():
+        reason = metric.unavailable()
+        units: dict[str, dict[str, float]] = {}
+        for p in pipelines:
             if reason:
                 results[p.name][name] = {"unavailable": reason, "higher_is_better": metric.higher_is_better}
                 continue
-            values = np.array(list(per_metric.get(name, {}).values()), dtype=np.float64)
-            entry = {"mean": None, "ci95": None, "n": int(values.size), "higher_is_better": metric.higher_is_better}
-            if values.size:
-                entry["mean"] = float(values.mean())
-                entry["ci95"] = list(bootstrap_ci(values, seed=opts.seed))
-            results[p.name][name] = entry
+            stored = store.scores(run_key(suite, p, opts.seed), name, ids)
+            results[p.name][name] = aggregate(
+                metric, stored.samples, stored.scenes, stored.values, stored.stats, opts.seed, per_scene
+            )
+            units[p.name] = unit_values(stored.samples, stored.scenes, stored.values, per_scene)
+        _mark_best(results, name, metric.higher_is_better, units)
+    for p in pipelines:
         failures[p.name] = [
-            {"sample": f["sample"], "error": f"{f['what']}: {f['error']}"} for f in store.failures(key, ids)
+            {"sample": f["sample"], "error": f"{f['what']}: {f['error']}"} for f in store.failures(run_key(suite, p, opts.seed), ids)
         ]
     return {
         "suite": suite.name,
         "n_samples": len(sample_ids),
         "primary_metric": suite.config.primary_metric,
+        "aggregate": suite.config.aggregate,
         "results": results,
         "failures": failures,
         "meta": {
@@ -283,6 +262,21 @@ def summarize(suite: Suite, pipelines: list[Pipeline], store: Store, sample_ids:
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     }
+
+
+def _mark_best(results: dict, metric: str, higher_is_better: bool, units: dict[str, dict[str, float]]) -> None:
+    """Flag the best pipeline on ``metric`` and give every other its paired-test p-value against it."""
+    scored = {p: r[metric]["mean"] for p, r in results.items() if r[metric].get("mean") is not None}
+    if not scored:
+        return
+    best = (max if higher_is_better else min)(scored, key=scored.get)
+    for pipe in scored:
+        entry = results[pipe][metric]
+        entry["best"] = pipe == best
+        common = sorted(set(units.get(pipe, {})) & set(units.get(best, {})))
+        entry["p_vs_best"] = None if pipe == best else paired_p_value(
+            np.array([units[pipe][u] for u in common]), np.array([units[best][u] for u in common])
+        )
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -329,20 +323,28 @@ def run(suite_path: Path, opts: RunOptions) -> tuple[dict, Path]:
     return summary, out
 
 
+def _p_cell(entry: dict) -> str:
+    if entry.get("best"):
+        return "best"
+    p = entry.get("p_vs_best")
+    return "" if p is None else f"{p:.3g}"
+
+
 def format_table(summary: dict) -> str:
-    """The summary as a text table: pipeline, metric, mean, 95 % CI, n, failures."""
+    """The summary as a text table: pipeline, metric, mean, 95 % CI, n, paired p vs best, failures."""
     from tabulate import tabulate
 
     rows = []
     for pipe, metrics in summary["results"].items():
         n_fail = len(summary["failures"].get(pipe, []))
         for name, m in metrics.items():
-            arrow = "↑" if m["higher_is_better"] else "↓"
+            label = f"{name} {'↑' if m['higher_is_better'] else '↓'}"
             if "unavailable" in m:
-                rows.append([pipe, f"{name} {arrow}", "unavailable", m["unavailable"], "", n_fail])
+                rows.append([pipe, label, "unavailable", m["unavailable"], "", "", n_fail])
             elif m["mean"] is None:
-                rows.append([pipe, f"{name} {arrow}", "-", "-", 0, n_fail])
+                rows.append([pipe, label, "-", "-", 0, "", n_fail])
             else:
-                lo, hi = m["ci95"]
-                rows.append([pipe, f"{name} {arrow}", f"{m['mean']:.4f}", f"[{lo:.4f}, {hi:.4f}]", m["n"], n_fail])
-    return tabulate(rows, headers=["pipeline", "metric", "mean", "95% CI", "n", "failures"], tablefmt="github")
+                ci = f"[{m['ci95'][0]:.4f}, {m['ci95'][1]:.4f}]" if m["ci95"] else "-"
+                rows.append([pipe, label, f"{m['mean']:.4f}", ci, m["n"], _p_cell(m), n_fail])
+    headers = ["pipeline", "metric", "mean", "95% CI", "n", "p vs best", "failures"]
+    return tabulate(rows, headers=headers, tablefmt="github")

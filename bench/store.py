@@ -4,29 +4,61 @@ Rows are keyed by a *run key* (hash of the dataset and protocol config, the pipe
 config and the seed), so a rerun of the same command finds what is already scored and
 a changed config never mixes with old rows. Tables:
 
-- ``scores(run_key, pipeline, sample, metric, value)``
+- ``scores(run_key, pipeline, scene, sample, metric, value, stats)``: ``value`` is the
+  sample's metric value; ``stats`` (a ``.npy`` blob) holds the rows of statistics of a
+  dataset-level metric (mIoU, FID), NULL otherwise
 - ``failures(run_key, pipeline, sample, what, error)``: ``what`` is ``predict`` or a metric name
 - ``runs(run_key, pipeline, config, updated)``: the pipeline config behind each run key
 """
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from bench.errors import ConfigError
+from bench.metrics.evaluate import Score
+
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
-    run_key TEXT NOT NULL, pipeline TEXT NOT NULL, sample TEXT NOT NULL, metric TEXT NOT NULL,
-    value REAL NOT NULL, PRIMARY KEY (run_key, sample, metric));
+    run_key TEXT NOT NULL, pipeline TEXT NOT NULL, scene TEXT NOT NULL, sample TEXT NOT NULL, metric TEXT NOT NULL,
+    value REAL, stats BLOB, PRIMARY KEY (run_key, sample, metric));
 CREATE TABLE IF NOT EXISTS failures (
     run_key TEXT NOT NULL, pipeline TEXT NOT NULL, sample TEXT NOT NULL, what TEXT NOT NULL,
     error TEXT NOT NULL, PRIMARY KEY (run_key, sample, what));
 CREATE TABLE IF NOT EXISTS runs (
     run_key TEXT PRIMARY KEY, pipeline TEXT NOT NULL, config TEXT NOT NULL, updated REAL NOT NULL);
 """
+
+
+def _to_blob(stats: np.ndarray | None) -> bytes | None:
+    if stats is None:
+        return None
+    buf = io.BytesIO()
+    np.save(buf, stats, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _from_blob(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.load(io.BytesIO(blob), allow_pickle=False)
+
+
+@dataclass
+class StoredScores:
+    """One metric's stored results over a set of samples, in sample order."""
+
+    samples: list[str]
+    scenes: list[str]
+    values: list[float | None]
+    stats: list[np.ndarray | None]
 
 
 class Store:
@@ -36,9 +68,18 @@ class Store:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "results.sqlite"
         self.db = sqlite3.connect(self.path, timeout=60.0)
-        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA busy_timeout=60000")
+        self.db.execute("PRAGMA journal_mode=WAL")
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        has_tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        if has_tables and version != SCHEMA_VERSION:
+            self.db.close()
+            raise ConfigError(
+                f"{self.path} uses results schema v{version}, this nvsbench writes v{SCHEMA_VERSION}: "
+                "choose another --out folder or move the old one away"
+            )
         self.db.executescript(SCHEMA)
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -57,25 +98,29 @@ class Store:
                 out.setdefault(sample, set()).add(what)
         return out
 
-    def write(
-        self, run_key: str, pipeline: str, scores: Iterable[tuple[str, str, float]], failures: Iterable[tuple[str, str, str]]
-    ) -> None:
-        """Write one batch atomically: ``scores`` as (sample, metric, value), ``failures`` as (sample, what, error)."""
+    def write(self, run_key: str, pipeline: str, scores: Iterable[Score], failures: Iterable[tuple[str, str, str]]) -> None:
+        """Write one batch atomically; ``failures`` are (sample, what, error)."""
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)", [(run_key, pipeline, *s) for s in scores]
+                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_key, pipeline, s.scene, s.sample, s.metric, s.value, _to_blob(s.stats)) for s in scores],
             )
             self.db.executemany(
                 "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", [(run_key, pipeline, *f) for f in failures]
             )
 
-    def scores(self, run_key: str, samples: set[str]) -> dict[str, dict[str, float]]:
-        """``metric -> {sample: value}`` for the given samples."""
-        out: dict[str, dict[str, float]] = {}
-        rows = self.db.execute("SELECT sample, metric, value FROM scores WHERE run_key = ? ORDER BY sample", (run_key,))
-        for sample, metric, value in rows:
+    def scores(self, run_key: str, metric: str, samples: set[str]) -> StoredScores:
+        """Stored results of ``metric`` for those of ``samples`` that have one, ordered by sample."""
+        out = StoredScores([], [], [], [])
+        rows = self.db.execute(
+            "SELECT sample, scene, value, stats FROM scores WHERE run_key = ? AND metric = ? ORDER BY sample", (run_key, metric)
+        )
+        for sample, scene, value, blob in rows:
             if sample in samples:
-                out.setdefault(metric, {})[sample] = value
+                out.samples.append(sample)
+                out.scenes.append(scene)
+                out.values.append(value)
+                out.stats.append(_from_blob(blob))
         return out
 
     def failures(self, run_key: str, samples: set[str]) -> list[dict[str, str]]:

@@ -10,19 +10,22 @@ A suite YAML (``suites/<name>.yaml``)::
     pipelines: [identity, oracle_reproject]
     primary_metric: psnr
     batch_size: 8
+    metric_options: {depth: {median_scaling: false, min_depth: 0.001, max_depth: null}}
+    aggregate: sample                  # or scene: average within each scene first, CI over scenes
 
 Relative paths resolve against the YAML file that wrote them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bench.config import Doc, Origin, apply_overrides, build, load_yaml
 from bench.errors import ConfigError, unknown_name
 from bench.metrics.base import Metric
+from bench.metrics.evaluate import MetricOptions, required_reader_fields
 from bench.registry import registry
 from bench.types import BASE_FIELDS
 
@@ -39,6 +42,8 @@ class SuiteConfig:
     description: str = ""
     primary_metric: str | None = None
     batch_size: int = 8
+    metric_options: MetricOptions = field(default_factory=MetricOptions)
+    aggregate: Literal["sample", "scene"] = "sample"
 
 
 @dataclass
@@ -87,6 +92,15 @@ def load_suite(path: str | Path, overrides: list[str] = (), data_root: Path | No
     reader = _registered("readers", cfg.dataset, "reader", doc, ("dataset",))
     protocol = _registered("protocols", cfg.protocol, "kind", doc, ("protocol",))
     metrics = {m: registry("metrics").get(m, doc.where(("metrics", i))) for i, m in enumerate(cfg.metrics)}
+    for i, (name, metric) in enumerate(metrics.items()):
+        missing = required_reader_fields(metric) - reader.provides
+        if missing:
+            flag = sorted(missing)[0].removeprefix("source_")
+            raise ConfigError(
+                f"metric '{name}' needs ground-truth {flag}, which this dataset config does not load (set dataset.{flag}: true "
+                "if the data has it)",
+                doc.where(("metrics", i)),
+            )
     if cfg.primary_metric is not None and cfg.primary_metric not in metrics:
         raise unknown_name("primary metric", cfg.primary_metric, metrics, doc.where(("primary_metric",)))
     if cfg.batch_size < 1:

@@ -22,6 +22,8 @@ field                     shape                        meaning
 ``seed``                  (B,) int64                   per-sample seed for stochastic stages
 ``pred_image``            (B, T, D, 3, H, W)           required output of every pipeline
 ``pred_depth``            (B, T, D, H, W)              optional output
+``pred_seg``              (B, T, D, H, W) int64        optional output
+``pred_poses``            (B, T, D, 4, 4)              optional output: estimated target cam2world
 ========================  ===========================  =====================================
 """
 
@@ -47,6 +49,7 @@ class View:
     cam2world: Tensor
     depth: Tensor | None = None  # (H, W) z-depth, 0 = invalid
     mask: Tensor | None = None  # (H, W) bool
+    seg: Tensor | None = None  # (H, W) int64 class labels, 255 = ignore
 
     @property
     def size(self) -> tuple[int, int]:
@@ -78,11 +81,18 @@ class Sample:
 
 @dataclass
 class Prediction:
-    """A pipeline's answer for one sample: ``image`` (T, D, 3, H, W), ``depth`` (T, D, H, W) optional.
+    """A pipeline's answer for one sample.
 
     T follows the sample's targets (a trajectory has T > 1); D is the number of stochastic
     draws (1 for deterministic methods).
+
+    - ``image``: (T, D, 3, H, W) in [0, 1]
+    - ``depth``: (T, D, H, W) z-depth, optional
+    - ``seg``: (T, D, H, W) int64 class labels, optional
+    - ``poses``: (T, D, 4, 4) estimated cam2world of the targets, optional (pose inverters)
     """
 
     image: Tensor
     depth: Tensor | None = None
+    seg: Tensor | None = None
+    poses: Tensor | None = None

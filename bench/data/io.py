@@ -40,3 +40,11 @@ def read_depth_mm(path: Path) -> Tensor:
 def read_mask(path: Path) -> Tensor:
     """(H, W) bool from an 8-bit mask image (> 127 is foreground)."""
     return torch.from_numpy(np.asarray(_open(path).convert("L"), dtype=np.uint8) > 127)
+
+
+def read_labels(path: Path) -> Tensor:
+    """(H, W) int64 class indices from a palette (``P``) or single-channel label PNG (255 = ignore)."""
+    img = _open(path)
+    if img.mode not in ("P", "L", "I", "I;16"):
+        raise ConfigError(f"label image must be a palette or single-channel PNG, got mode {img.mode}: {path}")
+    return torch.from_numpy(np.asarray(img).astype(np.int64))

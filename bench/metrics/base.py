@@ -1,37 +1,90 @@
-"""The metric contract."""
+"""The metric contract, one shape per family.
+
+A :class:`Metric` wraps a function named after what it computes; its ``family`` fixes the
+arguments the harness passes (N = number of compared pairs, flattened over samples,
+targets and draws):
+
+================  ==========================================================  ===========
+family            ``fn`` arguments                                            returns
+================  ==========================================================  ===========
+``image``         pred (N,3,H,W), target (N,3,H,W) in [0,1]                   (N,)
+``image`` masked  pred, target, mask (N,H,W) bool  (``needs_mask=True``)      (N,)
+``depth``         pred (N,H,W), target (N,H,W) z-depth (0 = invalid),         (N,)
+                  options: :class:`DepthOptions`
+``pose``          pred (N,4,4), target (N,4,4) cam2world (or relative)        (N,)
+``segmentation``  pred (N,H,W) int64, target (N,H,W) int64 (255 = ignore)     (N,K) stats
+``distribution``  pred (N,3,H,W), target (N,3,H,W)                            (N,K) stats
+``consistency``   images (T,3,H,W), K (T,3,3), cam2world (T,4,4),             ()
+                  depth (T,H,W) or None  -- one generated set of a scene
+================  ==========================================================  ===========
+
+Most metrics are means of per-pair values. A metric with ``reduce`` is a dataset-level
+quantity (mIoU from summed intersections and unions, FID from feature statistics): its
+``fn`` returns per-pair sufficient statistics, ``reduce(stats (n, K)) -> float`` computes
+the value from the rows of any set of samples (the bootstrap resamples samples), and
+``details(stats) -> dict`` may add a breakdown (e.g. per-class IoU) to the summary.
+
+``unavailable()`` returns why a metric cannot run on this machine (the weight file it
+looked for), or None. Such a metric is reported, never silently dropped.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from torch import Tensor
+FAMILIES = ("image", "depth", "pose", "segmentation", "distribution", "consistency")
+
+
+@dataclass(frozen=True)
+class DepthOptions:
+    """How depth is compared (suite key ``metric_options: {depth: {...}}``).
+
+    ``median_scaling`` scales each prediction by median(target) / median(pred) over valid
+    pixels first (for self-supervised depth, known only up to scale). Valid pixels have
+    ``min_depth < target`` (and ``target <= max_depth`` when set); predictions are clamped
+    to [min_depth, max_depth] as in the usual KITTI/NYU evaluation code.
+    """
+
+    median_scaling: bool = False
+    min_depth: float = 1e-3
+    max_depth: float | None = None
 
 
 @dataclass(frozen=True)
 class Metric:
-    """A per-image score: ``fn(pred (N,...), target (N,...)) -> (N,)``.
+    """A named score: see the module docstring for ``fn`` by ``family``."""
 
-    ``field`` is the prediction / ground-truth field compared (``image``, ``depth``...).
-    ``unavailable()`` returns why the metric cannot run here (e.g. the weight file it
-    looked for), or None when it can.
-    """
-
-    fn: Callable[[Tensor, Tensor], Tensor]
+    fn: Callable[..., Any]
     higher_is_better: bool
-    field: str = "image"
+    family: str = "image"
+    needs_mask: bool = False
+    reduce: Callable[[Any], float] | None = None
+    details: Callable[[Any], dict] | None = None
+    availability: Callable[[], str | None] | None = None
 
-    def __call__(self, pred: Tensor, target: Tensor) -> Tensor:
-        return self.fn(pred, target)
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown metric family {self.family!r}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
 
     def unavailable(self) -> str | None:
-        return None
+        """Why this metric cannot run here, or None."""
+        return self.availability() if self.availability else None
 
     @property
     def doc(self) -> str:
-        return (self.fn.__doc__ or "").strip().splitlines()[0] if self.fn.__doc__ else ""
+        return (self.fn.__doc__ or "").strip().split("\n")[0]
 
 
-def image_metric(higher_is_better: bool) -> Callable[[Callable], Metric]:
-    """Decorator turning ``fn(pred (N,3,H,W), target (N,3,H,W)) -> (N,)`` into a :class:`Metric`."""
-    return lambda fn: Metric(fn, higher_is_better, "image")
+def metric(family: str, higher_is_better: bool, **kwargs: Any) -> Callable[[Callable], Metric]:
+    """Decorator: ``@metric("depth", higher_is_better=False)`` turns a function into a :class:`Metric`."""
+    return lambda fn: Metric(fn, higher_is_better, family, **kwargs)
+
+
+def image_metric(higher_is_better: bool, **kwargs: Any) -> Callable[[Callable], Metric]:
+    """Decorator for ``fn(pred (N,3,H,W), target (N,3,H,W)) -> (N,)``."""
+    return metric("image", higher_is_better, **kwargs)

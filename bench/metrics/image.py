@@ -11,46 +11,103 @@ from torch import Tensor
 
 from bench.metrics.base import image_metric
 
+SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli & Bovik 2003
+
+
+@image_metric(higher_is_better=False)
+def mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error per image."""
+    return (pred - target).pow(2).flatten(1).mean(1)
+
+
+@image_metric(higher_is_better=False)
+def l1(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean absolute error per image (registered as ``l1`` and ``mae``)."""
+    return (pred - target).abs().flatten(1).mean(1)
+
 
 @image_metric(higher_is_better=True)
 def psnr(pred: Tensor, target: Tensor) -> Tensor:
     """Peak signal-to-noise ratio in dB, data range 1: ``-10 log10(MSE)`` per image."""
-    mse = (pred - target).pow(2).flatten(1).mean(1)
-    return -10.0 * torch.log10(mse)
+    return -10.0 * torch.log10(mse.fn(pred, target))
 
 
-def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return g / g.sum()
+@image_metric(higher_is_better=True, needs_mask=True)
+def psnr_masked(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """PSNR against the target multiplied by its foreground mask, over the whole image.
+
+    CO3D's ``psnr_masked`` (Reizenstein et al. 2021): the ground-truth background is
+    replaced by black, so a method is scored on the object and on predicting an empty
+    background. ``mask`` is (N, H, W) bool.
+    """
+    return psnr.fn(pred, target * mask[:, None].to(target.dtype))
+
+
+@image_metric(higher_is_better=True, needs_mask=True)
+def psnr_fg(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """PSNR over foreground pixels only (CO3D's ``psnr_fg``); NaN for an image with no foreground."""
+    m = mask[:, None].to(pred.dtype).expand_as(pred)
+    err = ((pred - target).pow(2) * m).flatten(1).sum(1) / m.flatten(1).sum(1)
+    return -10.0 * torch.log10(err)
+
+
+def _gaussian_blur_valid(x: Tensor) -> Tensor:
+    """Separable 11-tap Gaussian (sigma 1.5) filter of (N, C, H, W), 'valid' region only."""
+    x_ = torch.arange(SSIM_WINDOW, dtype=x.dtype, device=x.device) - (SSIM_WINDOW - 1) / 2
+    g = torch.exp(-(x_**2) / (2 * SSIM_SIGMA**2))
+    g = g / g.sum()
+    c = x.shape[1]
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def _ssim_terms(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-pixel luminance·structure map and contrast-structure map, (N, 3, H-10, W-10) each.
+
+    All five local moments are filtered in one call (they are stacked as channels).
+    """
+    n, c = pred.shape[:2]
+    moments = _gaussian_blur_valid(torch.cat([pred, target, pred * pred, target * target, pred * target], 1))
+    mu_x, mu_y, xx, yy, xy = moments.split(c, dim=1)
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    cs = (2 * cov + c2) / (var_x + var_y + c2)
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    return luminance * cs, cs
 
 
 @image_metric(higher_is_better=True)
 def ssim(pred: Tensor, target: Tensor) -> Tensor:
     """Structural similarity (Wang et al. 2004): Gaussian window 11, sigma 1.5, k1 0.01, k2 0.03.
 
-    Statistics are population (not sample) moments over the window, and the map is
-    averaged over the pixels whose window lies inside the image and over channels: the
-    definition of ``skimage.metrics.structural_similarity(gaussian_weights=True,
-    sigma=1.5, use_sample_covariance=False, data_range=1)``.
+    Statistics are population (not sample) moments over the window; the map is averaged
+    over the pixels whose window lies inside the image and over channels. This is
+    ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=1, channel_axis=...)``.
     """
-    c = pred.shape[1]
-    g = _gaussian_window(11, 1.5, pred.dtype, pred.device)
-    kernel = (g[:, None] * g[None, :]).expand(c, 1, 11, 11)
-
-    def blur(x: Tensor) -> Tensor:
-        return F.conv2d(x, kernel, groups=c)  # 'valid': only windows fully inside the image
-
-    mu_x, mu_y = blur(pred), blur(target)
-    var_x = blur(pred * pred) - mu_x**2
-    var_y = blur(target * target) - mu_y**2
-    cov = blur(pred * target) - mu_x * mu_y
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    s, _ = _ssim_terms(pred, target)
     return s.flatten(1).mean(1)
 
 
-@image_metric(higher_is_better=False)
-def l1(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean absolute error per image (also called MAE)."""
-    return (pred - target).abs().flatten(1).mean(1)
+@image_metric(higher_is_better=True)
+def ms_ssim(pred: Tensor, target: Tensor) -> Tensor:
+    """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003), 5 scales with the paper's weights.
+
+    Each scale is the SSIM window above; images are halved by 2x2 average pooling between
+    scales; contrast-structure terms of scales 1-4 and the full SSIM of scale 5 are
+    averaged over the valid pixels (as in the paper's reference code) and channels,
+    clamped at 0 (as torchmetrics' default ``normalize="relu"``) and combined as a
+    weighted geometric mean. Needs images larger than 160 px on each side (the window
+    must fit at the coarsest scale); smaller images raise ValueError.
+    """
+    if min(pred.shape[-2:]) <= (SSIM_WINDOW - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1):
+        raise ValueError(f"ms_ssim needs images larger than 160 px on each side, got {tuple(pred.shape[-2:])}")
+    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=pred.dtype, device=pred.device)
+    values = []
+    for scale in range(len(MS_SSIM_WEIGHTS)):
+        s, cs = _ssim_terms(pred, target)
+        last = scale == len(MS_SSIM_WEIGHTS) - 1
+        values.append((s if last else cs).flatten(1).mean(1).clamp(min=0))  # (N,)
+        pred, target = F.avg_pool2d(pred, 2), F.avg_pool2d(target, 2)
+    return (torch.stack(values) ** weights[:, None]).prod(0)

@@ -1,0 +1,141 @@
+"""Camera pose metrics: ``fn(pred (N,4,4), target (N,4,4)) -> (N,)`` float64, one value per pair.
+
+Inputs are OpenCV camera-to-world matrices (:mod:`bench.cameras`), absolute or relative
+(for a sample with several cameras the harness scores :func:`ordered_pairs`). Rotation
+and translation errors are taken on the world-to-camera transforms ``x_cam = R x_world + t``
+(:func:`bench.cameras.world_to_camera`), the convention of the relative-pose evaluation of
+PoseDiffusion (Wang et al. 2023, "PoseDiffusion: Solving Pose Estimation via
+Diffusion-aided Bundle Adjustment"). Everything is computed in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from bench.cameras import relative_pose, world_to_camera
+from bench.metrics.base import metric
+
+
+def _world_to_camera(cam2world: Tensor) -> tuple[Tensor, Tensor]:
+    return world_to_camera(cam2world.double())
+
+
+@metric("pose", higher_is_better=False)
+def rot_err_deg(pred: Tensor, target: Tensor) -> Tensor:
+    """Geodesic rotation error in degrees: the angle of ``R_pred R_gtᵀ`` (world-to-camera rotations).
+
+    The angle is ``atan2(|vee(M − Mᵀ)| / 2, (tr M − 1) / 2)`` for ``M = R_pred R_gtᵀ``: for
+    a rotation matrix this is ``arccos((tr M − 1) / 2)``, the geodesic distance ``|log M|``
+    on SO(3) (Huynh 2009, "Metrics for 3D Rotations: Comparison and Analysis"; Hartley et
+    al. 2013, "Rotation Averaging"), but it needs no clamp of the cosine into [−1, 1] and keeps full
+    precision near 0° and 180°, where arccos is ill-conditioned.
+    """
+    m = _world_to_camera(pred)[0] @ _world_to_camera(target)[0].transpose(-1, -2)
+    cos = (m.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
+    axis = torch.stack([m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], dim=-1)
+    return torch.rad2deg(torch.atan2(axis.norm(dim=-1) / 2.0, cos))
+
+
+@metric("pose", higher_is_better=False)
+def trans_err(pred: Tensor, target: Tensor) -> Tensor:
+    """L2 distance ``|t_pred − t_gt|`` between the translations of the world-to-camera transforms."""
+    return (_world_to_camera(pred)[1] - _world_to_camera(target)[1]).norm(dim=-1)
+
+
+@metric("pose", higher_is_better=False)
+def trans_angle_deg(pred: Tensor, target: Tensor) -> Tensor:
+    """Sign-invariant angle in degrees between the world-to-camera translations: ``min(θ, 180° − θ)``.
+
+    θ is the angle between ``t_pred`` and ``t_gt``; ignoring the sign (θ and 180° − θ are
+    the same error) follows PoseDiffusion (Wang et al. 2023), whose relative translations
+    are only known up to scale. Computed as ``atan2(|t_pred × t_gt|, |t_pred · t_gt|)``,
+    in [0°, 90°]. A zero predicted translation has no direction and scores the worst
+    error, 90°; a zero ground-truth translation gives NaN (the direction is undefined,
+    so the pair cannot be scored).
+    """
+    tp, tg = _world_to_camera(pred)[1], _world_to_camera(target)[1]
+    angle = torch.rad2deg(torch.atan2(torch.linalg.cross(tp, tg).norm(dim=-1), (tp * tg).sum(-1).abs()))
+    angle = torch.where(tp.norm(dim=-1) == 0, 90.0, angle)
+    return torch.where(tg.norm(dim=-1) == 0, torch.nan, angle)
+
+
+@metric("pose", higher_is_better=False)
+def center_err(pred: Tensor, target: Tensor) -> Tensor:
+    """L2 distance between camera centres, the translations ``cam2world[:3, 3]`` of pred and target."""
+    return (pred.double()[..., :3, 3] - target.double()[..., :3, 3]).norm(dim=-1)
+
+
+def _pose_error_deg(pred: Tensor, target: Tensor) -> Tensor:
+    """``max(rot_err_deg, trans_angle_deg)`` per pair: the error PoseDiffusion thresholds for accuracy and AUC."""
+    return torch.maximum(rot_err_deg(pred, target), trans_angle_deg(pred, target))
+
+
+def _fraction_below(error: Tensor, thresholds: Sequence[float]) -> Tensor:
+    """Per pair, the fraction of ``thresholds`` that ``error`` (N,) is strictly below -> (N,); NaN stays NaN."""
+    below = (error[:, None] < error.new_tensor(thresholds)).double().mean(1)
+    return torch.where(error.isnan(), torch.nan, below)
+
+
+@metric("pose", higher_is_better=True)
+def acc_15(pred: Tensor, target: Tensor) -> Tensor:
+    """Joint pose accuracy at 15°: 1 if ``max(rot_err_deg, trans_angle_deg) < 15`` else 0.
+
+    The thresholded error is the larger of the rotation error and the sign-invariant
+    translation-direction error, the error behind PoseDiffusion's AUC (Wang et al. 2023):
+    a pair counts only if both its RRA@15 and RTA@15 tests pass.
+    """
+    return _fraction_below(_pose_error_deg(pred, target), [15.0])
+
+
+@metric("pose", higher_is_better=True)
+def acc_30(pred: Tensor, target: Tensor) -> Tensor:
+    """Joint pose accuracy at 30°: 1 if ``max(rot_err_deg, trans_angle_deg) < 30`` else 0.
+
+    The same thresholded error as :data:`acc_15`: a pair counts only if both its RRA@30
+    and RTA@30 tests pass (Wang et al. 2023).
+    """
+    return _fraction_below(_pose_error_deg(pred, target), [30.0])
+
+
+@metric("pose", higher_is_better=True)
+def auc_30(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-pair share of PoseDiffusion's AUC@30: the fraction of t = 1, 2, ..., 30 with ``e < t``.
+
+    ``e = max(rot_err_deg, trans_angle_deg)``. PoseDiffusion (Wang et al. 2023) computes
+    AUC@30 over a set of pairs from a histogram of e with unit bins on [0, 30]: the mean
+    over t = 1..30 of the cumulative fraction of pairs with e < t. Exchanging the two
+    means, that is the mean over pairs of this per-pair value, so averaging ``auc_30``
+    over pairs gives the same number (except for e exactly 30, which the last, closed
+    histogram bin counts and this strict comparison does not).
+    """
+    return _fraction_below(_pose_error_deg(pred, target), range(1, 31))
+
+
+def ordered_pairs(cam2world: Tensor) -> Tensor:
+    """Relative transforms of all ordered camera pairs of one sample: (T,4,4) -> (T(T−1),4,4).
+
+    Pair (i, j), i ≠ j, is ``relative_pose(cam2world[i], cam2world[j])``: camera i as a
+    cam2world matrix in the frame of camera j. Pairs are ordered i-major:
+    (0,1), (0,2), ..., (1,0), (1,2), ...
+    """
+    n = cam2world.shape[0]
+    i, j = torch.meshgrid(torch.arange(n, device=cam2world.device), torch.arange(n, device=cam2world.device), indexing="ij")
+    keep = i != j
+    return relative_pose(cam2world[i[keep]], cam2world[j[keep]])
+
+
+def radius_bin(cam2world: Tensor, edges: list[float]) -> Tensor:
+    """Bin of each camera centre's distance r from the world origin: (N,4,4) -> (N,) int64.
+
+    Bin k holds ``edges[k] <= r < edges[k + 1]``; r outside [edges[0], edges[-1]) gets −1.
+    ``edges`` must be strictly increasing, at least two of them.
+    """
+    r = cam2world.double()[..., :3, 3].norm(dim=-1)
+    e = r.new_tensor(edges)
+    if e.ndim != 1 or e.numel() < 2 or not bool((e[1:] > e[:-1]).all()):
+        raise ValueError(f"radius bin edges must be at least two strictly increasing numbers, got {edges}")
+    k = torch.bucketize(r, e, right=True) - 1
+    return torch.where((k >= 0) & (k < e.numel() - 1), k, -1)
