@@ -238,3 +238,34 @@ def test_precomputed_adapter_scores_files_written_by_another_program(cli, tiny_s
     identity = {(s, m): v for p, s, m, v in rows if p == "identity" and (s, m) in saved}
     assert len(saved) == 3 * (N_SAMPLES - 1)
     assert saved == pytest.approx(identity, abs=1e-9)
+
+
+def test_depth_and_masked_metrics_in_a_run(cli, tmp_path, objects_root):
+    suite = write_suite(tmp_path, objects_root, metrics="metrics: [psnr_masked, abs_rel, delta1]")
+    code, _, err = cli("run", suite, "--out", tmp_path / "out", "--no-progress")
+    assert code == 0, err
+    s = _summary(tmp_path / "out")
+    oracle = s["results"]["oracle_reproject"]
+    # holes of the splat have depth 0 where the target sees the object: scored as misses
+    assert oracle["abs_rel"]["n"] == N_SAMPLES and oracle["delta1"]["mean"] > 0.5
+    assert s["results"]["identity"]["abs_rel"]["n"] == 0
+    assert sum("predicts no depth" in f["error"] for f in s["failures"]["identity"]) == 2 * N_SAMPLES
+    assert s["results"]["identity"]["psnr_masked"]["n"] == N_SAMPLES
+
+
+def test_metric_needing_ground_truth_the_suite_lacks(cli, tmp_path, objects_root):
+    suite = write_suite(tmp_path, objects_root, dataset=f"dataset: {{reader: srn, root: {objects_root}}}",
+                        pipelines="pipelines: [identity]", metrics="metrics: [psnr, abs_rel]")
+    code, _, err = cli("validate", suite)
+    assert code == 2 and f"{suite}:4: metric 'abs_rel' needs ground-truth depth" in err and "dataset.depth: true" in err
+
+
+def test_paired_test_and_per_scene_aggregation_in_summary(cli, tiny_suite, tmp_path):
+    cli("run", tiny_suite, "--out", tmp_path / "a", "--no-progress")
+    psnr = {p: r["psnr"] for p, r in _summary(tmp_path / "a")["results"].items()}
+    assert psnr["oracle_reproject"]["best"] and psnr["oracle_reproject"]["p_vs_best"] is None
+    assert not psnr["identity"]["best"] and psnr["identity"]["p_vs_best"] < 0.01
+    cli("run", tiny_suite, "--out", tmp_path / "a", "--no-progress", "--set", "aggregate=scene")
+    s = _summary(tmp_path / "a")
+    assert s["aggregate"] == "scene" and s["results"]["identity"]["psnr"]["n"] == 3
+    assert s["results"]["identity"]["psnr"]["mean"] == pytest.approx(psnr["identity"]["mean"], rel=0.2)

@@ -10,7 +10,8 @@ from Video") and Godard et al. 2019 (Monodepth2). An image without a valid pixel
 
 The error definitions are those of Eigen et al. 2014 ("Depth Map Prediction from a Single
 Image using a Multi-Scale Deep Network"), in the form used by the KITTI depth benchmark
-(Uhrig et al. 2017). Everything is computed in float64.
+(Uhrig et al. 2017), plus the log10 error of the Make3D / NYU evaluations. Everything is
+computed in float64.
 """
 
 from __future__ import annotations
@@ -97,7 +98,11 @@ def silog(pred: Tensor, target: Tensor, options: DepthOptions) -> Tensor:
 
 @metric("depth", higher_is_better=False)
 def log10(pred: Tensor, target: Tensor, options: DepthOptions) -> Tensor:
-    """Mean absolute log10 error ``mean(|log10 pred − log10 gt|)`` per image (Eigen et al. 2014 evaluation, NYU)."""
+    """Mean absolute log10 error ``mean(|log10 pred − log10 gt|)`` per image.
+
+    Saxena et al. 2009 ("Make3D"); the usual NYU Depth v2 protocol (e.g. Laina et al. 2016,
+    "Deeper Depth Prediction with Fully Convolutional Residual Networks").
+    """
     p, g, valid = _valid_pixels(pred, target, options)
     return _masked_mean((p.log10() - g.log10()).abs(), valid)
 

@@ -49,9 +49,10 @@ def trans_err(pred: Tensor, target: Tensor) -> Tensor:
 def trans_angle_deg(pred: Tensor, target: Tensor) -> Tensor:
     """Sign-invariant angle in degrees between the world-to-camera translations: ``min(θ, 180° − θ)``.
 
-    θ is the angle between ``t_pred`` and ``t_gt``; ignoring the sign (θ and 180° − θ are
-    the same error) follows PoseDiffusion (Wang et al. 2023), whose relative translations
-    are only known up to scale. Computed as ``atan2(|t_pred × t_gt|, |t_pred · t_gt|)``,
+    θ is the angle between ``t_pred`` and ``t_gt``; counting θ and 180° − θ as the same
+    error follows PoseDiffusion (Wang et al. 2023), which treats t and −t alike (two-view
+    estimates, e.g. from an essential matrix, fix a translation only up to a scale of
+    either sign). Computed as ``atan2(|t_pred × t_gt|, |t_pred · t_gt|)``,
     in [0°, 90°]. A zero predicted translation has no direction and scores the worst
     error, 90°; a zero ground-truth translation gives NaN (the direction is undefined,
     so the pair cannot be scored).

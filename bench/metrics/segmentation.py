@@ -17,7 +17,7 @@ from bench.metrics.base import metric
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)
+)  # fmt: skip
 IGNORE_LABEL = 255
 _K = len(VOC_CLASSES)
 
