@@ -32,7 +32,7 @@ from bench.metrics.evaluate import score_samples
 from bench.metrics.stats import aggregate, paired_p_value, unit_values
 from bench.pipeline import Pipeline, load_pipeline
 from bench.registry import PROJECT_ROOT, load_adapters
-from bench.store import Store
+from bench.store import Store, StoredScores
 from bench.suite import Suite, load_suite
 from bench.types import Prediction, Sample, SampleSpec
 
@@ -185,7 +185,20 @@ def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, o
             scores += sc
             failures += fa
         return scores, failures
-    return score_samples(samples, checked, suite.metrics, suite.config.metric_options)
+    scores, failures = score_samples(samples, checked, suite.metrics, suite.config.metric_options)
+    if suite.config.radius_bins:
+        labels = {s.id: radius_label(s, suite.config.radius_bins) for s in samples}
+        for sc in scores:
+            sc.group = labels[sc.sample]
+    return scores, failures
+
+
+def radius_label(sample: Sample, edges: list[float]) -> str:
+    """The radius bin of a sample's first target camera, as ``"[a, b)"`` (``"outside"`` if in no bin)."""
+    from bench.metrics.pose import radius_bin
+
+    k = int(radius_bin(sample.targets[0].cam2world[None], edges)[0])
+    return f"[{edges[k]:g}, {edges[k + 1]:g})" if k >= 0 else "outside"
 
 
 # --------------------------------------------------------------------------- summary
@@ -230,9 +243,13 @@ def summarize(suite: Suite, pipelines: list[Pipeline], store: Store, sample_ids:
                 results[p.name][name] = {"unavailable": reason, "higher_is_better": metric.higher_is_better}
                 continue
             stored = store.scores(run_key(suite, p, opts.seed), name, ids)
-            results[p.name][name] = aggregate(
-                metric, stored.samples, stored.scenes, stored.values, stored.stats, opts.seed, per_scene
-            )
+            entry = aggregate(metric, stored.samples, stored.scenes, stored.values, stored.stats, opts.seed, per_scene)
+            if suite.config.radius_bins:
+                entry["by_radius"] = {
+                    label: aggregate(metric, *_columns(stored.subset([g == label for g in stored.groups])), opts.seed, per_scene)
+                    for label in sorted(set(stored.groups))
+                }
+            results[p.name][name] = entry
             units[p.name] = unit_values(stored.samples, stored.scenes, stored.values, per_scene)
         _mark_best(results, name, metric.higher_is_better, units)
     for p in pipelines:
@@ -262,6 +279,10 @@ def summarize(suite: Suite, pipelines: list[Pipeline], store: Store, sample_ids:
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     }
+
+
+def _columns(stored: StoredScores) -> tuple[list, list, list, list]:
+    return stored.samples, stored.scenes, stored.values, stored.stats
 
 
 def _mark_best(results: dict, metric: str, higher_is_better: bool, units: dict[str, dict[str, float]]) -> None:

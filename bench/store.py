@@ -4,7 +4,8 @@ Rows are keyed by a *run key* (hash of the dataset and protocol config, the pipe
 config and the seed), so a rerun of the same command finds what is already scored and
 a changed config never mixes with old rows. Tables:
 
-- ``scores(run_key, pipeline, scene, sample, metric, value, stats)``: ``value`` is the
+- ``scores(run_key, pipeline, scene, grp, sample, metric, value, stats)``: ``grp`` is the
+  sample's group (camera-radius bin) or empty; ``value`` is the
   sample's metric value; ``stats`` (a ``.npy`` blob) holds the rows of statistics of a
   dataset-level metric (mIoU, FID), NULL otherwise
 - ``failures(run_key, pipeline, sample, what, error)``: ``what`` is ``predict`` or a metric name
@@ -26,11 +27,11 @@ import numpy as np
 from bench.errors import ConfigError
 from bench.metrics.evaluate import Score
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
-    run_key TEXT NOT NULL, pipeline TEXT NOT NULL, scene TEXT NOT NULL, sample TEXT NOT NULL, metric TEXT NOT NULL,
-    value REAL, stats BLOB, PRIMARY KEY (run_key, sample, metric));
+    run_key TEXT NOT NULL, pipeline TEXT NOT NULL, scene TEXT NOT NULL, grp TEXT NOT NULL, sample TEXT NOT NULL,
+    metric TEXT NOT NULL, value REAL, stats BLOB, PRIMARY KEY (run_key, sample, metric));
 CREATE TABLE IF NOT EXISTS failures (
     run_key TEXT NOT NULL, pipeline TEXT NOT NULL, sample TEXT NOT NULL, what TEXT NOT NULL,
     error TEXT NOT NULL, PRIMARY KEY (run_key, sample, what));
@@ -57,8 +58,12 @@ class StoredScores:
 
     samples: list[str]
     scenes: list[str]
+    groups: list[str]
     values: list[float | None]
     stats: list[np.ndarray | None]
+
+    def subset(self, keep: list[bool]) -> StoredScores:
+        return StoredScores(*([x for x, k in zip(col, keep) if k] for col in (self.samples, self.scenes, self.groups, self.values, self.stats)))
 
 
 class Store:
@@ -102,8 +107,8 @@ class Store:
         """Write one batch atomically; ``failures`` are (sample, what, error)."""
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run_key, pipeline, s.scene, s.sample, s.metric, s.value, _to_blob(s.stats)) for s in scores],
+                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_key, pipeline, s.scene, s.group, s.sample, s.metric, s.value, _to_blob(s.stats)) for s in scores],
             )
             self.db.executemany(
                 "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", [(run_key, pipeline, *f) for f in failures]
@@ -111,14 +116,15 @@ class Store:
 
     def scores(self, run_key: str, metric: str, samples: set[str]) -> StoredScores:
         """Stored results of ``metric`` for those of ``samples`` that have one, ordered by sample."""
-        out = StoredScores([], [], [], [])
+        out = StoredScores([], [], [], [], [])
         rows = self.db.execute(
-            "SELECT sample, scene, value, stats FROM scores WHERE run_key = ? AND metric = ? ORDER BY sample", (run_key, metric)
+            "SELECT sample, scene, grp, value, stats FROM scores WHERE run_key = ? AND metric = ? ORDER BY sample", (run_key, metric)
         )
-        for sample, scene, value, blob in rows:
+        for sample, scene, group, value, blob in rows:
             if sample in samples:
                 out.samples.append(sample)
                 out.scenes.append(scene)
+                out.groups.append(group)
                 out.values.append(value)
                 out.stats.append(_from_blob(blob))
         return out

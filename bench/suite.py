@@ -12,6 +12,7 @@ A suite YAML (``suites/<name>.yaml``)::
     batch_size: 8
     metric_options: {depth: {median_scaling: false, min_depth: 0.001, max_depth: null}}
     aggregate: sample                  # or scene: average within each scene first, CI over scenes
+    radius_bins: [1, 3, 5, 7]          # optional: results also grouped by target camera distance
 
 Relative paths resolve against the YAML file that wrote them.
 """
@@ -44,6 +45,7 @@ class SuiteConfig:
     batch_size: int = 8
     metric_options: MetricOptions = field(default_factory=MetricOptions)
     aggregate: Literal["sample", "scene"] = "sample"
+    radius_bins: list[float] | None = None
 
 
 @dataclass
@@ -103,6 +105,9 @@ def load_suite(path: str | Path, overrides: list[str] = (), data_root: Path | No
             )
     if cfg.primary_metric is not None and cfg.primary_metric not in metrics:
         raise unknown_name("primary metric", cfg.primary_metric, metrics, doc.where(("primary_metric",)))
+    bins = cfg.radius_bins
+    if bins is not None and (len(bins) < 2 or any(b <= a for a, b in zip(bins, bins[1:]))):
+        raise ConfigError(f"radius_bins must be at least two increasing numbers, got {bins}", doc.where(("radius_bins",)))
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}", doc.where(("batch_size",)))
     return Suite(cfg, doc, reader, protocol, metrics)

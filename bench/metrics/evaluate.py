@@ -46,6 +46,7 @@ class Score:
     metric: str
     value: float | None
     stats: np.ndarray | None = None
+    group: str = ""  # e.g. the camera-radius bin of the sample, when the suite defines bins
 
 
 def call_pairs(metric: Metric, pred: Tensor, target: Tensor, mask: Tensor | None, options: MetricOptions) -> Tensor:
