@@ -289,3 +289,15 @@ def test_results_grouped_by_camera_radius(cli, tmp_path, objects_root):
     bad = write_suite(tmp_path, objects_root, text="radius_bins: [2.0, 1.0]\n")
     code, _, err = cli("validate", bad)
     assert code == 2 and "radius_bins must be at least two increasing numbers" in err
+
+
+def test_consistency_metric_on_a_trajectory_run(cli, tmp_path, objects_root):
+    """Set-level metrics get each sample's generated views with their cameras (and depth)."""
+    suite = write_suite(tmp_path, objects_root, protocol="protocol: {kind: trajectory, sources: [0], targets: [1, 2, 3]}",
+                        metrics="metrics: [warp_consistency, psnr]")
+    code, _, err = cli("run", suite, "--out", tmp_path / "out", "--no-progress")
+    assert code == 0, err
+    s = _summary(tmp_path / "out")
+    assert s["results"]["oracle_reproject"]["warp_consistency"]["n"] == 3
+    assert 0.0 < s["results"]["oracle_reproject"]["warp_consistency"]["mean"] <= 1.0
+    assert all("depth" in f["error"] for f in s["failures"]["identity"])  # identity predicts no depth
