@@ -62,6 +62,72 @@ def point_rasterizer() -> list[tuple[str, str]]:
     return rows
 
 
+def _rate(fn, n_pairs: int, repeats: int = 3) -> float:
+    """Pairs per second of ``fn()`` (best of ``repeats`` after a warm-up)."""
+    fn()
+    best = min(_timed(fn) for _ in range(repeats))
+    return n_pairs / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def metric_throughput() -> list[tuple[str, str]]:
+    """psnr + ssim + l1 on batches of pairs: nvsbench against torchmetrics, pyiqa and scikit-image."""
+    return _throughput_at(128, 64) + _throughput_at(256, 16)
+
+
+def _throughput_at(size: int, n: int) -> list[tuple[str, str]]:
+    import numpy as np
+    import pyiqa
+    import torch
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    from torchmetrics.functional.image import peak_signal_noise_ratio as tm_psnr
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+
+    from bench.metrics.image import l1, psnr, ssim
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(n, 3, size, size, generator=g)
+    pred = (target + 0.1 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1)
+    pred_np, target_np = pred.permute(0, 2, 3, 1).numpy(), target.permute(0, 2, 3, 1).numpy()
+    piqa_psnr = pyiqa.create_metric("psnr", device="cpu", test_y_channel=False)
+    piqa_ssim = pyiqa.create_metric("ssim", device="cpu", test_y_channel=False)
+
+    def ours():
+        psnr(pred, target), ssim(pred, target), l1(pred, target)
+
+    def torchmetrics():
+        for i in range(n):  # per-image values, as the harness stores them
+            p, t = pred[i : i + 1], target[i : i + 1]
+            tm_psnr(p, t, data_range=1.0), tm_ssim(p, t, data_range=1.0), (p - t).abs().mean()
+
+    def torchmetrics_batched():
+        tm_psnr(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
+        tm_ssim(pred, target, data_range=1.0, reduction="none"), (pred - target).abs().flatten(1).mean(1)
+
+    def iqa():
+        piqa_psnr(pred, target), piqa_ssim(pred, target), (pred - target).abs().flatten(1).mean(1)
+
+    def skimage():
+        for p, t in zip(pred_np, target_np):
+            peak_signal_noise_ratio(t, p, data_range=1.0)
+            structural_similarity(t, p, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=2)
+            np.abs(p - t).mean()
+
+    rates = {name: _rate(fn, n) for name, fn in (("nvsbench (batched)", ours), ("torchmetrics (per image)", torchmetrics),
+                                                ("torchmetrics (batched)", torchmetrics_batched),
+                                                ("pyiqa (batched)", iqa), ("scikit-image (per image)", skimage))}
+    rows = []
+    for name, rate in rates.items():
+        ratio = "" if name.startswith("nvsbench") else f" (nvsbench is {rates['nvsbench (batched)'] / rate:.1f}x)"
+        rows.append((f"psnr+ssim+l1 at {size}x{size}, {name}", f"{rate:.0f} pairs/s{ratio}"))
+    return rows
+
+
 def synth_rate() -> list[tuple[str, str]]:
     from bench.data.synth import generate_objects
 
@@ -90,6 +156,7 @@ def quickstart() -> list[tuple[str, str]]:
 
 def main() -> None:
     sections = {"CLI start time": cli_start_time, "Point rasterizer (oracle_reproject)": point_rasterizer,
+                "Metric throughput (CPU, 2 threads)": metric_throughput,
                 "Synthetic data generation": synth_rate, "Quickstart": quickstart}
     lines = ["# Benchmark results", "", f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
              f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}.",

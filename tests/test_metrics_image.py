@@ -93,3 +93,14 @@ def test_masked_psnr_variants():
     assert psnr_fg(pred, target, mask).item() == pytest.approx(20.0)
     assert psnr_masked(pred, target, mask).item() == pytest.approx(-10 * math.log10(0.01 / 2))
     assert np.isnan(psnr_fg(pred, target, torch.zeros_like(mask)).item())
+
+
+def test_chunked_batches_equal_one_image_at_a_time():
+    """Image metrics split large batches into cache-sized chunks; values must not depend on it."""
+    pred, target = _pair(20, 64, 64)  # 8 images per chunk at 64x64: three chunks
+    for metric in (psnr, ssim, l1, mse):
+        batched = metric(pred, target)
+        single = torch.cat([metric(pred[i : i + 1], target[i : i + 1]) for i in range(20)])
+        torch.testing.assert_close(batched, single, atol=1e-12, rtol=0)
+    mask = torch.rand(20, 64, 64) > 0.5
+    torch.testing.assert_close(psnr_fg(pred, target, mask), torch.cat([psnr_fg(pred[i:i + 1], target[i:i + 1], mask[i:i + 1]) for i in range(20)]))

@@ -30,6 +30,7 @@ looked for), or None. Such a metric is reported, never silently dropped.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,27 @@ def metric(family: str, higher_is_better: bool, **kwargs: Any) -> Callable[[Call
     return lambda fn: Metric(fn, higher_is_better, family, **kwargs)
 
 
+#: Image metrics run on chunks of about this many pixels per call: their temporaries then
+#: stay in the CPU cache, which made psnr+ssim+l1 about 5x faster at 128x128 (benchmarks/).
+CHUNK_PIXELS = 32768
+
+
+def in_chunks(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a per-image function ``fn(pred (N,...,H,W), target, *extra) -> (N,...)`` on chunks of the batch."""
+
+    @functools.wraps(fn)
+    def run(pred: Any, target: Any, *extra: Any) -> Any:
+        import torch
+
+        n = max(1, CHUNK_PIXELS // (pred.shape[-1] * pred.shape[-2]))
+        if pred.shape[0] <= n:
+            return fn(pred, target, *extra)
+        parts = zip(pred.split(n), target.split(n), *(e.split(n) for e in extra))
+        return torch.cat([fn(*p) for p in parts])
+
+    return run
+
+
 def image_metric(higher_is_better: bool, **kwargs: Any) -> Callable[[Callable], Metric]:
-    """Decorator for ``fn(pred (N,3,H,W), target (N,3,H,W)) -> (N,)``."""
-    return metric("image", higher_is_better, **kwargs)
+    """Decorator for ``fn(pred (N,3,H,W), target (N,3,H,W)) -> (N,)``, run in cache-sized chunks."""
+    return lambda fn: Metric(in_chunks(fn), higher_is_better, "image", **kwargs)
