@@ -301,3 +301,14 @@ def test_consistency_metric_on_a_trajectory_run(cli, tmp_path, objects_root):
     assert s["results"]["oracle_reproject"]["warp_consistency"]["n"] == 3
     assert 0.0 < s["results"]["oracle_reproject"]["warp_consistency"]["mean"] <= 1.0
     assert all("depth" in f["error"] for f in s["failures"]["identity"])  # identity predicts no depth
+
+
+def test_metric_without_weights_is_reported_unavailable(cli, tmp_path, objects_root, monkeypatch):
+    monkeypatch.setenv("NVSBENCH_WEIGHTS", str(tmp_path / "no_weights"))
+    suite = write_suite(tmp_path, objects_root, metrics="metrics: [psnr, lpips_vgg]", pipelines="pipelines: [identity]")
+    code, stdout, err = cli("run", suite, "--out", tmp_path / "out", "--no-progress")
+    assert code == 0, err
+    entry = _summary(tmp_path / "out")["results"]["identity"]["lpips_vgg"]
+    assert entry["unavailable"].startswith("missing weights: ") and str(tmp_path / "no_weights" / "vgg16-397923af.pth") in entry["unavailable"]
+    assert "unavailable" in stdout and "no_weights" in stdout
+    assert _summary(tmp_path / "out")["results"]["identity"]["psnr"]["n"] == N_SAMPLES
