@@ -36,6 +36,7 @@ class Kind(str, Enum):
     adapters = "adapters"
     readers = "readers"
     protocols = "protocols"
+    generators = "generators"
 
 
 class Device(str, Enum):
@@ -154,25 +155,33 @@ def _names(csv: str) -> list[str]:
 
 @data_app.command("synth")
 def data_synth(
-    out: Annotated[Path, typer.Option(help="Output folder (SRN layout).")],
-    kind: Annotated[str, typer.Option(help="What to generate: objects.")] = "objects",
-    objects: Annotated[int, typer.Option(min=1)] = 8,
-    views: Annotated[int, typer.Option(min=2)] = 24,
-    size: Annotated[int, typer.Option(min=16)] = 64,
-    radius: Annotated[str, typer.Option(help="Camera radius range A,B (equal for a fixed radius).")] = "1.3,1.6",
-    seed: Annotated[int, typer.Option()] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder, laid out as the real dataset.")],
+    kind: Annotated[str, typer.Option(help="What to generate (see `nvsbench list generators`).")] = "objects",
+    objects: Annotated[int | None, typer.Option(min=1, help="Number of objects or scenes.")] = None,
+    views: Annotated[int | None, typer.Option(min=1, help="Views per object or scene.")] = None,
+    size: Annotated[int | None, typer.Option(min=16, help="Image size in pixels.")] = None,
+    radius: Annotated[str | None, typer.Option(help="Camera radius range A,B (equal for a fixed radius).")] = None,
+    seed: Annotated[int | None, typer.Option(min=0)] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Any other generator parameter: key=value.")] = None,
 ) -> None:
-    """Generate a synthetic object set in the SRN layout, with depth and masks."""
-    if kind != "objects":
-        raise ConfigError(f"unknown synthetic kind '{kind}'", suggestion="objects")
-    try:
-        lo, hi = (float(x) for x in radius.split(","))
-    except ValueError:
-        raise ConfigError(f"--radius expects A,B (two numbers), got '{radius}'") from None
-    from bench.data.synth import generate_objects
+    """Generate a synthetic stand-in dataset in a real dataset's on-disk layout."""
+    from bench.config import Doc, Origin, apply_overrides, build
+    from bench.registry import registry
 
-    folder = generate_objects(out, objects=objects, views=views, size=size, radius=(lo, hi), seed=seed)
-    typer.echo(f"wrote {objects} objects x {views} views to {folder}")
+    given = {"objects": objects, "views": views, "size": size, "seed": seed}
+    params = {k: v for k, v in given.items() if v is not None}
+    if radius is not None:
+        try:
+            params["radius"] = [float(x) for x in radius.split(",")]
+        except ValueError:
+            params["radius"] = None
+        if params["radius"] is None or len(params["radius"]) != 2:
+            raise ConfigError(f"--radius expects A,B (two numbers), got '{radius}'")
+    doc = Doc(params, {(k,): Origin(f"--{k}") for k in params})
+    apply_overrides(doc, set_ or [])
+    spec = build(registry("generators").get(kind, "--kind"), doc.data, doc)
+    folder = spec.generate(out)
+    typer.echo(f"wrote a synthetic '{kind}' set to {folder}")
 
 
 def main() -> None:

@@ -232,6 +232,8 @@ def _coerce(value: Any, tp: Any, doc: Doc, key: Key) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"expected a mapping, got {type(value).__name__} {value!r}", where)
+        if len(args) == 2:
+            return {_coerce(k, args[0], doc, key): _coerce(v, args[1], doc, key + (k,)) for k, v in value.items()}
         return value
     if dataclasses.is_dataclass(tp):
         return build(tp, value, doc, key)

@@ -27,9 +27,15 @@ BUILTIN: dict[str, dict[str, str]] = {
     "readers": {
         "srn": "bench.data.srn:SRNReader",
     },
+    "generators": {
+        "objects": "bench.data.synth:ObjectSet",
+    },
     "protocols": {
         "source_targets": "bench.protocol:SourceTargets",
         "trajectory": "bench.protocol:Trajectory",
+        "triplets": "bench.protocol:Triplets",
+        "each_view": "bench.protocol:EachView",
+        "azimuth_pairs": "bench.protocol:AzimuthPairs",
     },
     "stages": {
         "copy_source": "bench.stages.basic:CopySource",

@@ -9,6 +9,7 @@ averaged in.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -168,7 +169,7 @@ def check_prediction(pred: Prediction, sample: Sample) -> Prediction:
     lo, hi = float(img.min()), float(img.max())
     if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
         raise ValueError(f"prediction image values span [{lo:.4g}, {hi:.4g}], outside [0, 1]")
-    return Prediction(img.clamp(0, 1), pred.depth)
+    return dataclasses.replace(pred, image=img.clamp(0, 1))
 
 
 def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, opts: RunOptions) -> tuple[list, list]:
@@ -193,12 +194,10 @@ def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, o
     return scores, failures
 
 
-def radius_label(sample: Sample, edges: list[float]) -> str:
-    """The radius bin of a sample's first target camera, as ``"[a, b)"`` (``"outside"`` if in no bin)."""
-    from bench.metrics.pose import radius_bin
-
-    k = int(radius_bin(sample.targets[0].cam2world[None], edges)[0])
-    return f"[{edges[k]:g}, {edges[k + 1]:g})" if k >= 0 else "outside"
+def radius_label(sample: Sample, bins: dict[str, list[tuple[float, float]]]) -> str:
+    """The first bin with an interval holding the distance of the sample's first target camera from the origin."""
+    r = float(sample.targets[0].cam2world[:3, 3].norm())
+    return next((name for name, intervals in bins.items() if any(lo <= r <= hi for lo, hi in intervals)), "outside")
 
 
 # --------------------------------------------------------------------------- summary
@@ -314,11 +313,12 @@ def run(suite_path: Path, opts: RunOptions) -> tuple[dict, Path]:
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {opts.device}: torch sees no CUDA device on this machine (use --device cpu)")
     torch.manual_seed(opts.seed)
+    suite.prepare()
     specs = list(suite.protocol.samples(suite.reader))
     if opts.limit is not None:
         specs = specs[: opts.limit]
     if not specs:
-        raise ConfigError(f"suite {suite.name} has no samples (dataset folder {suite.reader.folder})")
+        raise ConfigError(f"suite {suite.name} has no samples (dataset root {suite.reader.root})")
     out = opts.out or Path("results") / suite.name
     store = Store(out)
     loader = SampleLoader(suite.reader)

@@ -5,6 +5,7 @@ A suite YAML (``suites/<name>.yaml``)::
     name: quickstart
     description: ...
     dataset: {reader: srn, root: ../data/quickstart, depth: true, ...}   # reader's typed params
+      generate: {kind: objects, objects: 6}   # optional: make a synthetic stand-in at root first
     protocol: {kind: source_targets, sources: [0]}                     # protocol's typed params
     metrics: [psnr, ssim, l1]
     pipelines: [identity, oracle_reproject]
@@ -12,7 +13,9 @@ A suite YAML (``suites/<name>.yaml``)::
     batch_size: 8
     metric_options: {depth: {median_scaling: false, min_depth: 0.001, max_depth: null}}
     aggregate: sample                  # or scene: average within each scene first, CI over scenes
-    radius_bins: [1, 3, 5, 7]          # optional: results also grouped by target camera distance
+    radius_bins:                       # optional: results also per bin of target-camera distance
+      in_range: [[3, 5]]               # a distance goes to the first bin with an interval holding it
+      out_of_range: [[1, 3], [5, 7]]
 
 Relative paths resolve against the YAML file that wrote them.
 """
@@ -45,7 +48,7 @@ class SuiteConfig:
     batch_size: int = 8
     metric_options: MetricOptions = field(default_factory=MetricOptions)
     aggregate: Literal["sample", "scene"] = "sample"
-    radius_bins: list[float] | None = None
+    radius_bins: dict[str, list[tuple[float, float]]] | None = None
 
 
 @dataclass
@@ -57,6 +60,12 @@ class Suite:
     reader: Any
     protocol: Any
     metrics: dict[str, Metric]
+    generator: Any = None
+
+    def prepare(self) -> None:
+        """Generate the synthetic stand-in at the dataset root when the suite asks for one (and it is not there)."""
+        if self.generator is not None:
+            self.generator.ensure(self.reader.root)
 
     @property
     def name(self) -> str:
@@ -91,7 +100,10 @@ def load_suite(path: str | Path, overrides: list[str] = (), data_root: Path | No
         doc.origins[("dataset", "root")] = Origin("--data-root")
     cfg = build(SuiteConfig, doc.data, doc)
     cfg.name = cfg.name or Path(path).stem
-    reader = _registered("readers", cfg.dataset, "reader", doc, ("dataset",))
+    reader = _registered("readers", {k: v for k, v in cfg.dataset.items() if k != "generate"}, "reader", doc, ("dataset",))
+    generator = None
+    if "generate" in cfg.dataset:
+        generator = _registered("generators", cfg.dataset["generate"], "kind", doc, ("dataset", "generate"))
     protocol = _registered("protocols", cfg.protocol, "kind", doc, ("protocol",))
     metrics = {m: registry("metrics").get(m, doc.where(("metrics", i))) for i, m in enumerate(cfg.metrics)}
     for i, (name, metric) in enumerate(metrics.items()):
@@ -105,9 +117,10 @@ def load_suite(path: str | Path, overrides: list[str] = (), data_root: Path | No
             )
     if cfg.primary_metric is not None and cfg.primary_metric not in metrics:
         raise unknown_name("primary metric", cfg.primary_metric, metrics, doc.where(("primary_metric",)))
-    bins = cfg.radius_bins
-    if bins is not None and (len(bins) < 2 or any(b <= a for a, b in zip(bins, bins[1:]))):
-        raise ConfigError(f"radius_bins must be at least two increasing numbers, got {bins}", doc.where(("radius_bins",)))
+    for name, intervals in (cfg.radius_bins or {}).items():
+        if not intervals or any(lo > hi for lo, hi in intervals):
+            raise ConfigError(f"radius bin '{name}' needs [low, high] intervals with low <= high, got {intervals}",
+                              doc.where(("radius_bins", name)))
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}", doc.where(("batch_size",)))
-    return Suite(cfg, doc, reader, protocol, metrics)
+    return Suite(cfg, doc, reader, protocol, metrics, generator)

@@ -28,7 +28,9 @@ def test_data_synth_bad_arguments(cli, tmp_path):
     code, _, err = cli("data", "synth", "--out", tmp_path / "o", "--radius", "1.4")
     assert code == 2 and "--radius expects A,B" in err
     code, _, err = cli("data", "synth", "--out", tmp_path / "o", "--kind", "object")
-    assert code == 2 and "unknown synthetic kind 'object'" in err and "did you mean 'objects'" in err
+    assert code == 2 and "--kind: unknown generator 'object'" in err and "did you mean 'objects'" in err
+    code, _, err = cli("data", "synth", "--out", tmp_path / "o", "--set", "objcts=3")
+    assert code == 2 and "--set objcts=3: unknown key 'objcts'" in err and "did you mean 'objects'" in err
 
 
 def test_list_kinds(cli):

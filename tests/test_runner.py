@@ -273,22 +273,23 @@ def test_paired_test_and_per_scene_aggregation_in_summary(cli, tiny_suite, tmp_p
 
 def test_results_grouped_by_camera_radius(cli, tmp_path, objects_root):
     """The tiny set's cameras sit at 1.3-1.5 from the origin: bins split them, counts add up."""
-    suite = write_suite(tmp_path, objects_root, text="radius_bins: [1.0, 1.4, 2.0]\n", pipelines="pipelines: [identity]")
+    bins = "radius_bins: {near: [[1.0, 1.4]], far: [[1.4, 2.0]]}\n"
+    suite = write_suite(tmp_path, objects_root, text=bins, pipelines="pipelines: [identity]")
     code, _, err = cli("run", suite, "--out", tmp_path / "out", "--no-progress")
     assert code == 0, err
     psnr = _summary(tmp_path / "out")["results"]["identity"]["psnr"]
     bins = psnr["by_radius"]
-    assert set(bins) <= {"[1, 1.4)", "[1.4, 2)"} and sum(b["n"] for b in bins.values()) == N_SAMPLES
+    assert set(bins) <= {"near", "far"} and sum(b["n"] for b in bins.values()) == N_SAMPLES
     weighted = sum(b["mean"] * b["n"] for b in bins.values()) / N_SAMPLES
     assert weighted == pytest.approx(psnr["mean"])
     from bench.data.srn import read_pose
 
     radii = [float(read_pose(p).numpy()[:3, 3].dot(read_pose(p).numpy()[:3, 3]) ** 0.5)
              for p in sorted(objects_root.glob("*/pose/*.txt")) if not p.name.startswith("000000")]
-    assert bins["[1, 1.4)"]["n"] == sum(r < 1.4 for r in radii)
-    bad = write_suite(tmp_path, objects_root, text="radius_bins: [2.0, 1.0]\n")
+    assert bins["near"]["n"] == sum(r <= 1.4 for r in radii)
+    bad = write_suite(tmp_path, objects_root, text="radius_bins: {x: [[2.0, 1.0]]}\n")
     code, _, err = cli("validate", bad)
-    assert code == 2 and "radius_bins must be at least two increasing numbers" in err
+    assert code == 2 and "radius bin 'x' needs [low, high] intervals" in err
 
 
 def test_consistency_metric_on_a_trajectory_run(cli, tmp_path, objects_root):

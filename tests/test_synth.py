@@ -163,7 +163,7 @@ def test_regenerate_and_ensure(tmp_path: Path) -> None:
 
 def test_refuses_foreign_folder_and_bad_parameters(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="notes.txt"):
+    with pytest.raises(ConfigError, match="not empty and holds no synth.json"):
         synth.generate_objects(tmp_path, objects=1, views=1, size=8)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     for bad in ({"radius": (1.6, 1.3)}, {"radius": (0.5, 1.0)}, {"views": 0}, {"seed": -1}):

@@ -8,7 +8,9 @@ Layout under ``root`` (or ``root/<split>``)::
     <object>/depth/NNNNNN.png      optional: 16-bit z-depth in millimetres (synthetic sets)
     <object>/mask/NNNNNN.png       optional: 8-bit foreground mask (synthetic sets)
 
-Intrinsics are scaled when the images are not ``H x W`` (as pixelNeRF does).
+Intrinsics are scaled when the images are not ``H x W`` (as pixelNeRF does). SRN chairs
+nest the training split one level deeper (``chairs_train/chairs_2.0_train/<object>``):
+a split folder whose only entry is a folder of objects is read through.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from bench.data.base import Reader
 from bench.data.io import read_depth_mm, read_mask, read_rgb
-from bench.data.synth import ObjectSet
 from bench.errors import ConfigError
 from bench.types import View
 
@@ -47,7 +49,7 @@ def read_intrinsics(path: Path) -> tuple[Tensor, tuple[int, int]]:
     return K, (h, w)
 
 
-class SRNReader:
+class SRNReader(Reader):
     """Objects in the SRN layout; ``provides`` lists the optional view fields it reads."""
 
     def __init__(
@@ -59,32 +61,35 @@ class SRNReader:
         near: float = 0.8,
         far: float = 1.8,
         background: tuple[float, float, float] = (1.0, 1.0, 1.0),
-        generate: ObjectSet | None = None,
     ):
         self.root = Path(root)
         self.split = split
         self.near, self.far = near, far
         self.background = background
-        self.generate = generate
         self.provides = frozenset(f for f, on in (("source_depth", depth), ("source_mask", mask)) if on)
         self.with_depth, self.with_mask = depth, mask
         self._scenes: list[str] | None = None
 
-    @property
-    def folder(self) -> Path:
-        return self.root / self.split if self.split else self.root
+    def _object_folder(self) -> Path:
+        folder = self.root / self.split if self.split else self.root
+        entries = list(folder.iterdir()) if folder.is_dir() else []
+        if len(entries) == 1 and entries[0].is_dir() and not (entries[0] / "rgb").is_dir():
+            return entries[0]  # SRN chairs: chairs_train/chairs_2.0_train/<object>
+        return folder
 
     def scenes(self) -> list[str]:
-        """Sorted object ids. Generates the synthetic set first when ``generate`` asks for one."""
+        """Sorted object ids."""
         if self._scenes is None:
-            if self.generate is not None:
-                self.generate.ensure(self.root)
-            if not self.folder.is_dir():
-                raise ConfigError(f"dataset folder not found: {self.folder} (set it with --data-root)")
-            self._scenes = sorted(p.name for p in self.folder.iterdir() if (p / "rgb").is_dir())
+            self.folder = folder = self._object_folder()
+            if not folder.is_dir():
+                raise ConfigError(f"dataset folder not found: {folder} (set it with --data-root)")
+            self._scenes = sorted(p.name for p in folder.iterdir() if (p / "rgb").is_dir())
             if not self._scenes:
-                raise ConfigError(f"no objects (folders with rgb/) in dataset folder {self.folder}")
+                raise ConfigError(f"no objects (folders with rgb/) in dataset folder {folder}")
         return self._scenes
+
+    def pose(self, scene: str, view_id: str) -> Tensor:
+        return read_pose(self.folder / scene / "pose" / f"{view_id}.txt")
 
     def view_ids(self, scene: str) -> list[str]:
         return sorted(p.stem for p in (self.folder / scene / "rgb").glob("*.png"))

@@ -27,25 +27,20 @@ with ``<obj>`` = ``car_0000``, ``chair_0001``, ``car_0002``, ...
 from __future__ import annotations
 
 import colorsys
-import json
 import math
-import os
-import re
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 from pytorch3d.renderer import MeshRasterizer, RasterizationSettings, TexturesAtlas
 from pytorch3d.renderer.mesh.rasterizer import Fragments
 from pytorch3d.structures import Meshes
 from torch import Tensor
 
 from bench.cameras import look_at, to_pytorch3d
+from bench.data.generated import GeneratedSet, save_png, save_text
 from bench.errors import ConfigError
 
 FORMAT = "nvsbench-synth-srn"
@@ -58,7 +53,6 @@ AMBIENT, DIFFUSE = 0.5, 0.5
 CHECKER_CELL = 0.12  # checker cell edge, in build units (object length about 1)
 CHECKER_DARK = 0.72  # brightness factor of the darker checker cells
 WHEEL_SEGMENTS = 16
-_OWNED = re.compile(r"(car|chair)_\d{4,}|synth\.json(\.tmp)?")  # names the generator may delete
 
 
 class Part(NamedTuple):
@@ -287,23 +281,6 @@ def render(mesh: Meshes, K: Tensor, cam2world: Tensor, size: int) -> tuple[Tenso
 # --------------------------------------------------------------------------- files
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write`` on a temporary name next to ``path``, then rename it to ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _save_png(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 (H, W) / (H, W, 3) or uint16 (H, W) array as a PNG, atomically."""
-    _write_atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
-
-
-def _save_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    _write_atomic(path, lambda tmp: tmp.write_text(text))
-
-
 def _write_object(folder: Path, K: Tensor, cam2world: Tensor, rgb: Tensor, depth: Tensor, mask: Tensor) -> None:
     """Write one object's views in the SRN layout.
 
@@ -316,46 +293,37 @@ def _write_object(folder: Path, K: Tensor, cam2world: Tensor, rgb: Tensor, depth
         (folder / sub).mkdir(parents=True, exist_ok=True)
     size = rgb.shape[1]
     f, cx, cy = K[0, 0].item(), K[0, 2].item(), K[1, 2].item()
-    _save_text(folder / "intrinsics.txt", f"{f!r} {cx!r} {cy!r} 0.\n0. 0. 0.\n1.\n{size} {size}\n")
+    save_text(folder / "intrinsics.txt", f"{f!r} {cx!r} {cy!r} 0.\n0. 0. 0.\n1.\n{size} {size}\n")
     rgb8 = (rgb * 255).round().clamp(0, 255).to(torch.uint8).numpy()
     depth_mm = (depth * 1000).round().clamp(0, 65535).numpy().astype(np.uint16)
     mask8 = mask.numpy().astype(np.uint8) * 255
     for v in range(len(cam2world)):
         name = f"{v:06d}"
-        _save_text(folder / "pose" / f"{name}.txt", " ".join(repr(x) for x in cam2world[v].flatten().tolist()) + "\n")
-        _save_png(folder / "rgb" / f"{name}.png", rgb8[v])
-        _save_png(folder / "depth" / f"{name}.png", depth_mm[v])
-        _save_png(folder / "mask" / f"{name}.png", mask8[v])
-
-
-def _clear_previous(out: Path) -> None:
-    """Delete what an earlier generator run wrote in ``out``; refuse to touch anything else."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ConfigError(f"synthetic dataset folder is a file: {out}")
-    foreign = sorted(p.name for p in out.iterdir() if not _OWNED.fullmatch(p.name))
-    if foreign:
-        raise ConfigError(f"refusing to generate into {out}: it holds files the generator did not write ({foreign[0]}, ...)")
-    for entry in out.iterdir():
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+        save_text(folder / "pose" / f"{name}.txt", " ".join(repr(x) for x in cam2world[v].flatten().tolist()) + "\n")
+        save_png(folder / "rgb" / f"{name}.png", rgb8[v])
+        save_png(folder / "depth" / f"{name}.png", depth_mm[v])
+        save_png(folder / "mask" / f"{name}.png", mask8[v])
 
 
 # --------------------------------------------------------------------------- public API
 
 
 @dataclass(frozen=True)
-class ObjectSet:
-    """A request for a synthetic object set (see :func:`generate_objects` for the parameters)."""
+class ObjectSet(GeneratedSet):
+    """A request for a synthetic object set (see :func:`generate_objects` for the parameters).
+
+    ``split`` puts the objects in ``<out>/<split>/`` as an SRN download does (``cars_test``).
+    """
+
+    FORMAT = FORMAT
+    FORMAT_VERSION = FORMAT_VERSION
 
     objects: int = 8
     views: int = 24
     size: int = 64
     radius: tuple[float, float] = (1.3, 1.6)
     seed: int = 0
+    split: str | None = None
 
     def __post_init__(self) -> None:
         """Check the parameters (a ``ConfigError`` names the bad one)."""
@@ -370,41 +338,13 @@ class ObjectSet:
         if self.seed < 0:
             raise ConfigError(f"synthetic set: 'seed' must be >= 0, got {self.seed}")
 
-    def params(self) -> dict:
-        """The JSON-ready content of ``synth.json`` for this request."""
-        return {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "objects": self.objects,
-            "views": self.views,
-            "size": self.size,
-            "radius": [float(r) for r in self.radius],
-            "seed": self.seed,
-        }
-
-    def matches(self, out: Path) -> bool:
-        """Whether ``out`` holds a complete set generated for exactly this request."""
-        try:
-            return json.loads((Path(out) / "synth.json").read_text()) == self.params()
-        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-            return False
-
-    def ensure(self, out: Path) -> Path:
-        """Generate the set into ``out`` unless it is already there; returns ``out``."""
-        return Path(out) if self.matches(out) else self.generate(out)
-
-    def generate(self, out: Path) -> Path:
-        """Write the set into ``out`` (replacing an earlier generated set); returns ``out``."""
-        out = Path(out)
-        _clear_previous(out)
-        out.mkdir(parents=True, exist_ok=True)
+    def write(self, out: Path) -> None:
+        folder = out / self.split if self.split else out
         for index in range(self.objects):
             mesh = object_mesh(index, self.seed)
             K, cam2world = object_cameras(index, self.seed, self.views, self.size, self.radius)
             rgb, depth, mask = render(mesh, K, cam2world, self.size)
-            _write_object(out / object_id(index), K[0], cam2world, rgb, depth, mask)
-        _save_text(out / "synth.json", json.dumps(self.params(), indent=2) + "\n")  # last: marks completion
-        return out
+            _write_object(folder / object_id(index), K[0], cam2world, rgb, depth, mask)
 
 
 def generate_objects(
