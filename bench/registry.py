@@ -26,9 +26,17 @@ ADAPTER_ENTRY_POINT_GROUP = "nvsbench.adapters"
 BUILTIN: dict[str, dict[str, str]] = {
     "readers": {
         "srn": "bench.data.srn:SRNReader",
+        "re10k": "bench.data.re10k:RE10KReader",
+        "voc": "bench.data.voc:VOCReader",
+        "disn": "bench.data.disn:DISNReader",
+        "blender": "bench.data.blender:BlenderReader",
     },
     "generators": {
         "objects": "bench.data.synth:ObjectSet",
+        "rooms": "bench.data.synth_rooms:RoomsSet",
+        "segmentation": "bench.data.synth_segmentation:SegmentationSet",
+        "depth-pairs": "bench.data.synth_depth_pairs:DepthPairsSet",
+        "pose-radius": "bench.data.synth_pose_radius:PoseRadiusSet",
     },
     "protocols": {
         "source_targets": "bench.protocol:SourceTargets",
@@ -39,6 +47,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     },
     "stages": {
         "copy_source": "bench.stages.basic:CopySource",
+        "constant_label": "bench.stages.basic:ConstantLabel",
         "unproject_depth": "bench.stages.lift:UnprojectDepth",
         "point_rasterizer": "bench.stages.render:PointRasterizer",
     },
