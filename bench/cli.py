@@ -184,6 +184,22 @@ def data_synth(
     typer.echo(f"wrote a synthetic '{kind}' set to {folder}")
 
 
+@data_app.command("check")
+def data_check(
+    suite: Annotated[str, typer.Argument(help="Suite YAML file or suite name.")],
+    data_root: Annotated[Path | None, typer.Option(help="Replaces the suite's dataset root.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Verify a dataset against its suite: files present and decodable, counts, sizes, cameras."""
+    from bench.data.check import check_dataset
+    from bench.registry import resolve_yaml
+    from bench.suite import load_suite
+
+    report = check_dataset(load_suite(resolve_yaml("suites", suite, "suite"), data_root=data_root), progress)
+    typer.echo("\n".join(report.lines()))
+    typer.echo("OK")
+
+
 def main() -> None:
     """Console entry point: a ConfigError exits with code 2 and one line on stderr."""
     try:
