@@ -23,10 +23,18 @@ def _open(path: Path) -> Image.Image:
     return img
 
 
+def _channels_first(img: Image.Image) -> Tensor:
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+
+
 def read_rgb(path: Path) -> Tensor:
     """(3, H, W) float32 in [0, 1] from an 8-bit image; an alpha channel is dropped."""
-    img = _open(path).convert("RGB")
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+    return _channels_first(_open(path).convert("RGB"))
+
+
+def read_rgba(path: Path) -> Tensor:
+    """(4, H, W) float32 RGBA in [0, 1] from an 8-bit image; an image without alpha is opaque."""
+    return _channels_first(_open(path).convert("RGBA"))
 
 
 def read_depth_mm(path: Path) -> Tensor:

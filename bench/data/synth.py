@@ -188,6 +188,13 @@ def _shade(verts: np.ndarray, faces: np.ndarray, albedo: np.ndarray) -> np.ndarr
     return albedo * (AMBIENT + DIFFUSE * np.clip(normal @ light, 0.0, None))[:, None]
 
 
+def object_parts(index: int, seed: int) -> list[Part]:
+    """The parts of object ``index`` in build units: car (body, cabin, 4 wheels) at even indices,
+    chair (seat, back, 4 legs) at odd ones. :func:`object_mesh` concatenates their faces in order."""
+    rng = np.random.default_rng([seed, index, 0])
+    return _car(rng) if index % 2 == 0 else _chair(rng)
+
+
 def object_mesh(index: int, seed: int) -> Meshes:
     """The shaded mesh of object ``index`` of the set with ``seed`` (a batch of one).
 
@@ -195,8 +202,7 @@ def object_mesh(index: int, seed: int) -> Meshes:
     vertex is ``OBJECT_RADIUS`` from the origin. Colours are in a ``TexturesAtlas`` of one texel
     per face, with the world-fixed shading already applied.
     """
-    rng = np.random.default_rng([seed, index, 0])
-    parts = _car(rng) if index % 2 == 0 else _chair(rng)
+    parts = object_parts(index, seed)
     offsets = np.cumsum([0] + [len(p.verts) for p in parts[:-1]])
     verts = np.concatenate([p.verts for p in parts])
     faces = np.concatenate([p.faces + o for p, o in zip(parts, offsets, strict=True)])
