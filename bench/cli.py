@@ -37,6 +37,7 @@ class Kind(str, Enum):
     readers = "readers"
     protocols = "protocols"
     generators = "generators"
+    losses = "losses"
 
 
 class Device(str, Enum):
@@ -112,6 +113,25 @@ def validate(
     else:
         suite, pipelines = load_run(file, RunOptions(adapter_dirs=adapters or []))
         typer.echo(f"{file}: valid suite '{suite.name}' with pipelines {', '.join(p.name for p in pipelines)}")
+
+
+@app.command("train")
+def train_(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name or YAML with a 'train:' section.")],
+    suite: Annotated[str | None, typer.Option(help="Training suite (default: the pipeline's train.suite).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Train until this step (default: train.steps).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Checkpoint file (default: the pipeline's checkpoint).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint's step, optimiser and RNG state.")] = False,
+    device: Annotated[Device, typer.Option(help="Torch device.")] = Device.cpu,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a stage pipeline on a training suite; writes a checkpoint and a loss log next to it."""
+    from bench.registry import resolve_yaml
+    from bench.train import train
+
+    suite_path = resolve_yaml("suites", suite, "suite") if suite else None
+    result = train(pipeline, suite_path, steps, out, resume, device.value, progress)
+    typer.echo(f"step {result.step}: loss {result.final_loss:.5f} in {result.seconds:.1f} s; checkpoint {result.checkpoint}")
 
 
 @app.command()

@@ -262,17 +262,16 @@ def parameters(target: Any) -> dict[str, tuple[Any, Any]]:
     }
 
 
-def build(target: Any, mapping: Any, doc: Doc, key: Key = (), skip: tuple[str, ...] = (), **given: Any) -> Any:
-    """Call ``target`` (dataclass, class or function) with ``mapping`` checked against its signature.
+def coerce_kwargs(target: Any, mapping: Any, doc: Doc, key: Key = (), skip: tuple[str, ...] = (), provided: tuple[str, ...] = ()) -> dict:
+    """Check ``mapping`` against ``target``'s typed signature and return the converted keyword arguments.
 
     ``skip`` names keys of ``mapping`` that are consumed by the caller (e.g. ``reader:``);
-    ``given`` are arguments the harness supplies itself and the YAML may not set.
+    ``provided`` names arguments the harness supplies itself, which the YAML may not set.
     """
     if not isinstance(mapping, dict):
         raise ConfigError(f"expected a mapping, got {type(mapping).__name__} {mapping!r}", doc.where(key))
-    params = parameters(target)
-    settable = {n: v for n, v in params.items() if n not in given}
-    kwargs = dict(given)
+    settable = {n: v for n, v in parameters(target).items() if n not in provided}
+    kwargs = {}
     for name, value in mapping.items():
         if name in skip:
             continue
@@ -282,4 +281,12 @@ def build(target: Any, mapping: Any, doc: Doc, key: Key = (), skip: tuple[str, .
     missing = [n for n, (_, d) in settable.items() if d is inspect.Parameter.empty and n not in kwargs]
     if missing:
         raise ConfigError(f"missing required key '{missing[0]}'", doc.where(key))
-    return target(**kwargs)
+    return kwargs
+
+
+def build(target: Any, mapping: Any, doc: Doc, key: Key = (), skip: tuple[str, ...] = (), **given: Any) -> Any:
+    """Call ``target`` (dataclass, class or function) with ``mapping`` checked against its signature.
+
+    ``given`` are arguments the harness supplies itself and the YAML may not set.
+    """
+    return target(**given, **coerce_kwargs(target, mapping, doc, key, skip, tuple(given)))

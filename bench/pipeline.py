@@ -21,13 +21,16 @@ that the pipeline provides ``pred_image``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from bench.adapter import Adapter
+from bench.checkpoint import load_checkpoint, sha256_of
 from bench.config import Doc, apply_overrides, build, load_yaml
 from bench.errors import ConfigError
 from bench.registry import registry, resolve_yaml, yaml_names
@@ -43,24 +46,36 @@ class PipelineConfig:
     stages: list[dict] | None = None
     adapter: str | None = None
     params: dict = field(default_factory=dict)
+    checkpoint: Path | None = None
+    train: dict | None = None
 
 
 class StagePipeline(nn.Module):
-    """Stages run in order on a batched state; returns one :class:`Prediction` per sample."""
+    """Stages run in order on a batched state; returns one :class:`Prediction` per sample.
 
-    def __init__(self, name: str, stages: list[nn.Module], digest: str):
+    ``digest`` identifies the whole config (and checkpoint bytes) for results; ``model_digest``
+    only the ``stages`` section, which a checkpoint must match; ``provided`` is every state
+    field available after the last stage.
+    """
+
+    def __init__(self, name: str, stages: list[nn.Module], digest: str, model_digest: str, provided: set[str]):
         super().__init__()
-        self.name, self.digest = name, digest
+        self.name, self.digest, self.model_digest, self.provided = name, digest, model_digest, provided
         self.stages = nn.ModuleList(stages)
 
     def load(self, device: str) -> None:
         self.to(device).eval()
 
-    @torch.no_grad()
-    def predict_batch(self, samples: list[Sample], state: dict[str, Tensor]) -> list[Prediction]:
+    def forward_train(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Run the stages with gradients; returns the full state (for the losses)."""
         state = dict(state)
         for stage in self.stages:
             state.update(stage(state))
+        return state
+
+    @torch.no_grad()
+    def predict_batch(self, samples: list[Sample], state: dict[str, Tensor]) -> list[Prediction]:
+        state = self.forward_train(state)
         optional = {name: state.get(f"pred_{name}") for name in ("depth", "seg", "poses")}
         return [
             Prediction(state["pred_image"][i], **{k: v[i] if v is not None else None for k, v in optional.items()})
@@ -109,6 +124,39 @@ def _build_stages(cfg: PipelineConfig, doc: Doc, available: set[str]) -> list[nn
     return stages
 
 
+def load_pipeline_doc(path: Path, overrides: list[str] = ()) -> tuple[Doc, PipelineConfig]:
+    """A pipeline YAML, overridden and checked against :class:`PipelineConfig`."""
+    doc = load_yaml(path)
+    apply_overrides(doc, list(overrides))
+    cfg = build(PipelineConfig, doc.data, doc)
+    if (cfg.stages is None) == (cfg.adapter is None):
+        raise ConfigError("a pipeline has exactly one of 'stages:' or 'adapter:'", doc.where(()))
+    return doc, cfg
+
+
+def build_stage_pipeline(doc: Doc, cfg: PipelineConfig, available: frozenset[str], load_weights: bool = True) -> StagePipeline:
+    """Build and check the stages; with ``load_weights``, load the checkpoint the YAML names."""
+    fields = set(available)
+    stages = _build_stages(cfg, doc, fields)
+    _check_fields(("pred_image",), fields, f"pipeline '{cfg.name}' output", doc.where(("stages",)))
+    model_digest = Doc({"stages": doc.data["stages"]}, {}).digest()
+    digest = doc.digest()
+    pipeline = StagePipeline(cfg.name, stages, digest, model_digest, fields)
+    if load_weights and cfg.checkpoint is not None:
+        where = doc.where(("checkpoint",))
+        if not cfg.checkpoint.is_file():
+            raise ConfigError(f"checkpoint not found: {cfg.checkpoint} (make it with `nvsbench train {cfg.name}`)", where)
+        state = load_checkpoint(cfg.checkpoint)
+        if state.get("model_digest") != model_digest:
+            raise ConfigError(f"checkpoint {cfg.checkpoint} was trained for different stages than this pipeline has", where)
+        try:
+            pipeline.load_state_dict(state["model"])
+        except (RuntimeError, KeyError) as exc:
+            raise ConfigError(f"checkpoint {cfg.checkpoint} does not fit the pipeline: {exc}", where) from None
+        pipeline.digest = hashlib.sha256(f"{digest}|{sha256_of(cfg.checkpoint)}".encode()).hexdigest()
+    return pipeline
+
+
 def load_pipeline(name_or_path: str, available: frozenset[str], overrides: list[str] = (), where: str | None = None) -> Pipeline:
     """Load and check a pipeline given by YAML path, pipeline name, or adapter name.
 
@@ -118,17 +166,12 @@ def load_pipeline(name_or_path: str, available: frozenset[str], overrides: list[
     adapters = registry("adapters")
     if name_or_path in adapters.names() and name_or_path not in yaml_names("pipelines"):
         doc = Doc({"name": name_or_path, "adapter": name_or_path}, {}, None)
+        apply_overrides(doc, list(overrides))
+        cfg = build(PipelineConfig, doc.data, doc)
     else:
-        doc = load_yaml(resolve_yaml("pipelines", name_or_path, "pipeline", where))
-    apply_overrides(doc, list(overrides))
-    cfg = build(PipelineConfig, doc.data, doc)
-    if (cfg.stages is None) == (cfg.adapter is None):
-        raise ConfigError("a pipeline has exactly one of 'stages:' or 'adapter:'", doc.where(()))
+        doc, cfg = load_pipeline_doc(resolve_yaml("pipelines", name_or_path, "pipeline", where), overrides)
     if cfg.stages is not None:
-        available_fields = set(available)
-        stages = _build_stages(cfg, doc, available_fields)
-        _check_fields(("pred_image",), available_fields, f"pipeline '{cfg.name}' output", doc.where(("stages",)))
-        return StagePipeline(cfg.name, stages, doc.digest())
+        return build_stage_pipeline(doc, cfg, available)
     cls = adapters.get(cfg.adapter, doc.where(("adapter",)))
     adapter: Any = build(cls, cfg.params, doc, ("params",))
     _check_fields(cls.requires, set(available), f"adapter '{cfg.adapter}'", doc.where(("adapter",)))

@@ -48,6 +48,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     "stages": {
         "copy_source": "bench.stages.basic:CopySource",
         "constant_label": "bench.stages.basic:ConstantLabel",
+        "resnet_encoder": "bench.stages.encoders:ResNetEncoder",
         "unproject_depth": "bench.stages.lift:UnprojectDepth",
         "point_rasterizer": "bench.stages.render:PointRasterizer",
     },
@@ -85,6 +86,10 @@ BUILTIN: dict[str, dict[str, str]] = {
         "auc_30": "bench.metrics.pose:auc_30",
         "miou": "bench.metrics.segmentation:miou",
         "pixel_acc": "bench.metrics.segmentation:pixel_acc",
+    },
+    "losses": {
+        "image_l1": "bench.losses:image_l1",
+        "image_mse": "bench.losses:image_mse",
     },
     "adapters": {},
 }
