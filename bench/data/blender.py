@@ -52,7 +52,7 @@ import torch
 from torch import Tensor
 
 from bench.data.base import Reader
-from bench.data.io import read_rgba
+from bench.data.io import composite, read_rgba
 from bench.errors import ConfigError
 from bench.types import View
 
@@ -99,12 +99,6 @@ def fov_intrinsics(camera_angle_x: float, width: int, height: int) -> Tensor:
     """
     f = focal_from_fov(camera_angle_x, width)
     return pinhole(f, f, (width - 1) / 2, (height - 1) / 2)
-
-
-def composite(rgba: Tensor, background: tuple[float, float, float]) -> Tensor:
-    """(3, H, W) ``rgb * alpha + background * (1 - alpha)`` of a straight-alpha (4, H, W) image."""
-    rgb, alpha = rgba[:3], rgba[3:]
-    return rgb * alpha + rgb.new_tensor(background)[:, None, None] * (1.0 - alpha)
 
 
 @dataclass(frozen=True)

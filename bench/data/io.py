@@ -37,6 +37,17 @@ def read_rgba(path: Path) -> Tensor:
     return _channels_first(_open(path).convert("RGBA"))
 
 
+def composite(rgba: Tensor, background: tuple[float, float, float]) -> Tensor:
+    """(3, H, W) ``rgb * alpha + background * (1 - alpha)`` of a straight-alpha (4, H, W) image."""
+    rgb, alpha = rgba[:3], rgba[3:]
+    return rgb * alpha + rgb.new_tensor(background)[:, None, None] * (1.0 - alpha)
+
+
+def read_array(path: Path) -> np.ndarray:
+    """The decoded pixel array of an image file as stored (no mode conversion)."""
+    return np.asarray(_open(path))
+
+
 def read_depth_mm(path: Path) -> Tensor:
     """(H, W) float32 z-depth in metres from a 16-bit PNG in millimetres (0 = invalid)."""
     arr = np.asarray(_open(path), dtype=np.int32)
