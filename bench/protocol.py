@@ -63,26 +63,31 @@ class Trajectory:
 
 class Triplets:
     """GeoFree's test triplets (Rombach et al. 2021): each line ``seq,a.png,b.png,c.png`` of the
-    ``triplets`` file gives four (target | source) samples: b|a, c|a, a|b, a|c.
+    triplets file gives four (target | source) samples: b|a, c|a, a|b, a|c.
 
-    View ids are the frame file names without ``.png`` (RE10K timestamps). A sequence or
-    frame the dataset lacks is an error naming the file and line.
+    The file is ``triplets`` (a path), or ``in_root``, a file name inside the dataset root (a
+    generated stand-in writes its own, and ``--data-root`` moves it along). View ids are the
+    frame file names without ``.png`` (RE10K timestamps). A sequence or frame the dataset
+    lacks is an error naming the file and line.
     """
 
-    def __init__(self, triplets: Path):
-        self.triplets = triplets
+    def __init__(self, triplets: Path | None = None, in_root: str | None = None):
+        if (triplets is None) == (in_root is None):
+            raise ConfigError("the triplets protocol takes exactly one of 'triplets' (a path) or 'in_root' (a file in the dataset root)")
+        self.triplets, self.in_root = triplets, in_root
 
     def samples(self, reader: Reader) -> Iterator[SampleSpec]:
+        path = reader.root / self.in_root if self.in_root else self.triplets
         try:
-            lines = self.triplets.read_text().splitlines()
+            lines = path.read_text().splitlines()
         except FileNotFoundError:
-            raise ConfigError(f"triplets file not found: {self.triplets}") from None
+            raise ConfigError(f"triplets file not found: {path}") from None
         scenes = set(reader.scenes())
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             fields = [f.strip() for f in line.split(",")]
-            where = f"{self.triplets}:{number}"
+            where = f"{path}:{number}"
             if len(fields) != 4:
                 raise ConfigError(f"expected 'sequence,a.png,b.png,c.png', got {line!r}", where)
             seq, *frames = fields
@@ -142,3 +147,29 @@ class AzimuthPairs:
                     diff = (azimuth[tgt] - azimuth[src] + 180.0) % 360.0 - 180.0
                     if src != tgt and self._keeps(diff):
                         yield SampleSpec(f"{scene}/{src}-{tgt}", scene, (src,), (tgt,))
+
+
+class IndexPairs:
+    """Ordered view pairs ``offset`` apart in a scene's view order (wrapping around with ``wrap``).
+
+    For renderings on a nominal azimuth grid with jitter, such as DISN's easy views (36 views
+    nominally 10° apart, each with a ±5° random yaw): ``offset: 4`` pairs views nominally ±40°
+    apart, the depth-guided method's test setting (../shared/seeds/001), where exact
+    azimuth differences (:class:`AzimuthPairs`) would keep only about a tenth of them.
+    """
+
+    def __init__(self, offset: int = 4, wrap: bool = True):
+        if offset < 1:
+            raise ConfigError(f"index_pairs offset must be at least 1, got {offset}")
+        self.offset, self.wrap = offset, wrap
+
+    def samples(self, reader: Reader) -> Iterator[SampleSpec]:
+        for scene in reader.scenes():
+            views = reader.view_ids(scene)
+            n = len(views)
+            for i, src in enumerate(views):
+                for j in (i - self.offset, i + self.offset):
+                    if self.wrap and n > 2 * self.offset:
+                        j %= n
+                    if 0 <= j < n and j != i:
+                        yield SampleSpec(f"{scene}/{src}-{views[j]}", scene, (src,), (views[j],))

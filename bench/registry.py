@@ -44,6 +44,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "triplets": "bench.protocol:Triplets",
         "each_view": "bench.protocol:EachView",
         "azimuth_pairs": "bench.protocol:AzimuthPairs",
+        "index_pairs": "bench.protocol:IndexPairs",
     },
     "stages": {
         "copy_source": "bench.stages.basic:CopySource",

@@ -185,8 +185,22 @@ def test_synthetic_suite_oracle_beats_identity(cli, tmp_path):
     )
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_samples"] == 4 * 18 * 2  # 2 cars + 2 chairs, 18 views 20 degrees apart, two partners at +-40
+    assert summary["n_samples"] == 4 * 36 * 2  # 2 cars + 2 chairs, 36 views, two partners four views away
     identity, oracle = summary["results"]["identity"], summary["results"]["oracle_reproject"]
     assert oracle["l1"]["mean"] < identity["l1"]["mean"] and oracle["ssim"]["mean"] > identity["ssim"]["mean"]
     assert identity["abs_rel"]["n"] == 0 and oracle["delta1"]["n"] > 0
     assert any("predicts no depth" in f["error"] for f in summary["failures"]["identity"])
+
+
+def test_index_pairs_on_jittered_disn_views(tmp_path):
+    """DISN-like jittered yaws: index pairs four apart are 40 +- 10 degrees apart; exact pairs are rare."""
+    from bench.protocol import IndexPairs, azimuth_deg
+
+    root = DepthPairsSet(objects=2, views=36, size=16, jitter_deg=5.0, seed=1).generate(tmp_path / "set")
+    reader = DISNReader(root, size=16)
+    pairs = list(IndexPairs(4).samples(reader))
+    assert len(pairs) == 2 * 36 * 2
+    diffs = [abs((azimuth_deg(reader.pose(p.scene, p.target_views[0])) - azimuth_deg(reader.pose(p.scene, p.source_views[0])) + 180) % 360 - 180)
+             for p in pairs]
+    assert all(30 - 1e-6 <= d <= 50 + 1e-6 for d in diffs) and 35 < sum(diffs) / len(diffs) < 45
+    assert sum(1 for _ in AzimuthPairs(40.0, exact=True).samples(reader)) < len(pairs) / 3

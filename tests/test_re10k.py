@@ -156,7 +156,7 @@ def test_synthetic_suite_paths_resolve_against_the_file_that_wrote_them():
     assert real.protocol.triplets == PROJECT / "suites" / "realestate_custom_frames.txt"
     assert real.reader.root == PROJECT / "data" / "realestate10k" and real.reader.size == (208, 368)
     synthetic = load_suite(PROJECT / "suites" / "realestate10k_synthetic.yaml")
-    assert synthetic.protocol.triplets == PROJECT / "data" / "realestate10k_synthetic" / "triplets.txt"
+    assert synthetic.protocol.triplets is None and synthetic.protocol.in_root == "triplets.txt"
     assert synthetic.reader.root == PROJECT / "data" / "realestate10k_synthetic" and synthetic.reader.size == (64, 112)
     assert synthetic.generator == RoomsSet(scenes=3, frames=30, size=(64, 112), seed=0)
     assert list(synthetic.metrics) == list(real.metrics)
@@ -248,7 +248,7 @@ def test_generator_parameters_are_checked():
 def test_synthetic_suite_scores_four_samples_per_triplet(cli, rooms, tmp_path):
     out = tmp_path / "out"
     code, _, err = cli(
-        "run", PROJECT / "suites" / "realestate10k_synthetic.yaml", "--data-root", rooms, "--set", f"protocol.triplets={rooms}/triplets.txt",
+        "run", PROJECT / "suites" / "realestate10k_synthetic.yaml", "--data-root", rooms,
         "--pipeline", "identity", "--out", out, "--no-progress",
     )
     assert code == 0, err

@@ -90,7 +90,8 @@ def test_data_check_reports_and_names_bad_files(cli, tmp_path, hand_srn):
     suite.write_text(f"include: {PROJECT / 'suites' / 'srn_cars.yaml'}\nprotocol: {{kind: source_targets, sources: [0]}}\n")
     code, out, err = cli("data", "check", suite, "--data-root", hand_srn, "--no-progress")
     assert code == 0, err
-    assert "scenes: 1; views: 2" in out and "64x64 (2)" in out and out.strip().endswith("OK")
+    assert "scenes: 1, of which the protocol uses 1" in out and "protocol samples: 1; views they use: 2" in out
+    assert "64x64 (2)" in out and out.strip().endswith("OK")
     pose = hand_srn / "cars_test" / "abc" / "pose" / "000001.txt"
     pose.write_text("0 0 -1 2 0 1 0 0 1 0 0 0 0 0 0\n")  # 15 numbers
     code, _, err = cli("data", "check", suite, "--data-root", hand_srn, "--no-progress")

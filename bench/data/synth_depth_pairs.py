@@ -47,12 +47,14 @@ def category(index: int) -> str:
     return CATEGORIES["car"] if index % 2 == 0 else CATEGORIES["chair"]
 
 
-def metadata(index: int, seed: int, views: int) -> str:
-    """The ``rendering_metadata.txt`` of object ``index``: yaws on a ``360 / views`` grid, random elevation and distance."""
-    u = np.random.default_rng([seed, index, 2]).random((views, 2))
+def metadata(index: int, seed: int, views: int, jitter_deg: float = 0.0) -> str:
+    """The ``rendering_metadata.txt`` of object ``index``: yaws on a ``360 / views`` grid plus a uniform
+    ±``jitter_deg`` (DISN's easy views: 36 views, ±5°), random elevation and distance."""
+    u = np.random.default_rng([seed, index, 2]).random((views, 3))
     elevation = ELEVATION_DEG[0] + (ELEVATION_DEG[1] - ELEVATION_DEG[0]) * u[:, 0]
     ratio = DISTANCE_RATIO[0] + (DISTANCE_RATIO[1] - DISTANCE_RATIO[0]) * u[:, 1]
-    return "".join(format_metadata_line((i + 1) * 360.0 / views, float(elevation[i]), float(ratio[i])) for i in range(views))
+    yaw = (np.arange(views) + 1) * 360.0 / views + jitter_deg * (2 * u[:, 2] - 1)
+    return "".join(format_metadata_line(float(yaw[i]), float(elevation[i]), float(ratio[i])) for i in range(views))
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class DepthPairsSet(GeneratedSet):
     views: int = 18
     size: int = 64
     seed: int = 0
+    jitter_deg: float = 0.0
 
     def __post_init__(self) -> None:
         """Check the parameters (a ``ConfigError`` names the bad one)."""
@@ -81,7 +84,7 @@ class DepthPairsSet(GeneratedSet):
             cat, obj = category(index), object_id(index)
             listed.setdefault(cat, []).append(obj)
             image_dir, depth_dir = (out / kind / cat / obj / "easy" for kind in ("image", "depth"))
-            text = metadata(index, self.seed, self.views)
+            text = metadata(index, self.seed, self.views, self.jitter_deg)
             for folder in (image_dir, depth_dir):
                 save_text(folder / METADATA, text)
             params = parse_metadata(image_dir / METADATA)
