@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Train the reference checkpoints and record how each was made in ``checkpoints/MANIFEST.json``.
+
+    .venv/bin/python scripts/train_references.py [PIPELINE ...]
+
+For each pipeline (default: every pipeline YAML that names a ``checkpoint:``) it runs
+``nvsbench train PIPELINE`` with the settings of the pipeline YAML, evaluates the result
+against ``identity`` on the quickstart suite (other synthetic objects than the training
+ones), and writes the manifest entry: exact command, seed, training-data hash, sha256 of
+the checkpoint, steps, final loss, the loss variants that ran, and the eval numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NVSBENCH = str(Path(sys.executable).parent / "nvsbench")
+MANIFEST = ROOT / "checkpoints" / "MANIFEST.json"
+EVAL_SUITE = "suites/quickstart.yaml"
+
+
+def folder_sha256(folder: Path) -> str:
+    """sha256 over the sorted relative paths and bytes of every file in ``folder``."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def train_and_record(name: str) -> dict:
+    """Train ``name``, evaluate it against identity, and return its manifest entry."""
+    import torch
+
+    from bench.checkpoint import load_checkpoint, sha256_of
+    from bench.config import build
+    from bench.pipeline import load_pipeline_doc
+    from bench.registry import resolve_yaml
+    from bench.suite import load_suite
+    from bench.train import TrainConfig
+
+    doc, cfg = load_pipeline_doc(resolve_yaml("pipelines", name, "pipeline"))
+    tcfg = build(TrainConfig, cfg.train, doc, ("train",))
+    command = [NVSBENCH, "train", name, "--no-progress"]
+    start = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, check=True)
+    seconds = time.perf_counter() - start
+    state = load_checkpoint(cfg.checkpoint)
+    suite = load_suite(tcfg.suite)
+    out = ROOT / "results" / "reference_eval" / name
+    subprocess.run([NVSBENCH, "run", EVAL_SUITE, "--pipeline", "identity", "--pipeline", name, "--out", str(out), "--no-progress"],
+                   cwd=ROOT, check=True)
+    summary = json.loads((out / "summary.json").read_text())
+    evaluation = {p: {m: {"mean": e["mean"], "ci95": e["ci95"], "n": e["n"]} for m, e in r.items() if "mean" in e}
+                  for p, r in summary["results"].items()}
+    return {
+        "pipeline": name,
+        "checkpoint": str(cfg.checkpoint.relative_to(ROOT)),
+        "sha256": sha256_of(cfg.checkpoint),
+        "size_bytes": cfg.checkpoint.stat().st_size,
+        "command": " ".join(["nvsbench", *command[1:]]),
+        "seed": state["seed"],
+        "steps": state["step"],
+        "final_loss": state["log"][-1]["loss"],
+        "losses": state["losses"],
+        "train_suite": str(Path(tcfg.suite).relative_to(ROOT)),
+        "train_data_sha256": folder_sha256(suite.reader.root),
+        "train_seconds": round(seconds, 1),
+        "torch": torch.__version__,
+        "eval_suite": EVAL_SUITE,
+        "eval": evaluation,
+        "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def main(names: list[str]) -> None:
+    from bench.pipeline import load_pipeline_doc
+    from bench.registry import yaml_names
+
+    if not names:
+        names = [n for n, p in yaml_names("pipelines").items() if load_pipeline_doc(p)[1].checkpoint is not None]
+    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+    for name in names:
+        manifest[name] = train_and_record(name)
+        MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        print(json.dumps(manifest[name]["eval"], indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
