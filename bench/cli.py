@@ -62,13 +62,14 @@ def run(
     ] = None,
     adapters: AdaptersOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    visuals: Annotated[int, typer.Option(min=0, help="Save image grids of the first N samples in OUT/visuals/.")] = 8,
 ) -> None:
     """Evaluate pipelines on a suite; print mean, 95 % CI and n; write summary.json and results.sqlite."""
     from bench.registry import resolve_yaml
     from bench.runner import RunOptions, format_table
     from bench.runner import run as run_suite
 
-    opts = RunOptions(pipeline, data_root, out, limit, device.value, seed, set_ or [], adapters or [], progress)
+    opts = RunOptions(pipeline, data_root, out, limit, device.value, seed, set_ or [], adapters or [], progress, visuals)
     summary, folder = run_suite(resolve_yaml("suites", suite, "suite"), opts)
     typer.echo(format_table(summary))
     typer.echo(f"\n{summary['n_samples']} samples; results in {folder}/summary.json and {folder}/results.sqlite")

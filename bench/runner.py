@@ -36,6 +36,7 @@ from bench.registry import PROJECT_ROOT, load_adapters
 from bench.store import Store, StoredScores
 from bench.suite import Suite, load_suite
 from bench.types import Prediction, Sample, SampleSpec
+from bench.visuals import VISUALS, save_visual, visual_name
 
 PACKAGES = ("nvsbench", "torch", "torchvision", "easypytorch3d", "kornia", "numpy", "scipy", "pillow")
 RANGE_TOLERANCE = 1e-4
@@ -54,6 +55,7 @@ class RunOptions:
     overrides: list[str] = field(default_factory=list)
     adapter_dirs: list[Path] = field(default_factory=list)
     progress: bool = True
+    visuals: int = 8  # the first N samples also get an image grid in OUT/visuals/<pipeline>/
 
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -172,26 +174,47 @@ def check_prediction(pred: Prediction, sample: Sample) -> Prediction:
     return dataclasses.replace(pred, image=img.clamp(0, 1))
 
 
-def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, opts: RunOptions) -> tuple[list, list]:
+@dataclass
+class BatchResult:
+    """Scores, failures (sample, what, error) and the checked predictions by sample id."""
+
+    scores: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+    predictions: dict[str, Prediction] = field(default_factory=dict)
+
+    def extend(self, other: BatchResult) -> None:
+        self.scores += other.scores
+        self.failures += other.failures
+        self.predictions.update(other.predictions)
+
+
+def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, opts: RunOptions) -> BatchResult:
     """Run one batch; on an exception, rerun sample by sample to pin the failure on its sample."""
     try:
         preds = pipeline.predict_batch(samples, collate(samples, suite, opts.seed, opts.device))
         checked = [check_prediction(p, s) for p, s in zip(preds, samples)]
     except Exception as exc:  # noqa: BLE001 - any pipeline error is recorded, not fatal
         if len(samples) == 1:
-            return [], [(samples[0].id, "predict", f"{type(exc).__name__}: {exc}")]
-        scores, failures = [], []
+            return BatchResult(failures=[(samples[0].id, "predict", f"{type(exc).__name__}: {exc}")])
+        result = BatchResult()
         for s in samples:
-            sc, fa = predict_and_score(pipeline, [s], suite, opts)
-            scores += sc
-            failures += fa
-        return scores, failures
+            result.extend(predict_and_score(pipeline, [s], suite, opts))
+        return result
     scores, failures = score_samples(samples, checked, suite.metrics, suite.config.metric_options)
     if suite.config.radius_bins:
         labels = {s.id: radius_label(s, suite.config.radius_bins) for s in samples}
         for sc in scores:
             sc.group = labels[sc.sample]
-    return scores, failures
+    return BatchResult(scores, failures, {s.id: p for s, p in zip(samples, checked)})
+
+
+def sample_geometry(sample: Sample) -> tuple:
+    """(sample, scene, n_sources, n_targets, angle_deg, radius): the angle between the first source's
+    and first target's camera orientations, and the first target camera's distance from the origin."""
+    r_src, r_tgt = sample.sources[0].cam2world[:3, :3].double(), sample.targets[0].cam2world[:3, :3].double()
+    cos = ((torch.trace(r_src.T @ r_tgt) - 1) / 2).clamp(-1, 1)
+    radius = float(sample.targets[0].cam2world[:3, 3].norm())
+    return (sample.id, sample.spec.scene, len(sample.sources), len(sample.targets), float(torch.rad2deg(torch.arccos(cos))), radius)
 
 
 def radius_label(sample: Sample, bins: dict[str, list[tuple[float, float]]]) -> str:
@@ -266,6 +289,7 @@ def summarize(suite: Suite, pipelines: list[Pipeline], store: Store, sample_ids:
             "git_commit": _git_commit(),
             "config_hashes": {"suite": suite.doc.digest(), **{p.name: p.digest for p in pipelines}},
             "run_keys": {p.name: run_key(suite, p, opts.seed) for p in pipelines},
+            "data_key": suite.data_digest(),
             "suite_config": suite.doc.data,
             "seed": opts.seed,
             "device": opts.device,
@@ -322,6 +346,7 @@ def run(suite_path: Path, opts: RunOptions) -> tuple[dict, Path]:
     out = opts.out or Path("results") / suite.name
     store = Store(out)
     loader = SampleLoader(suite.reader)
+    visual_ids = {s.id for s in specs[: opts.visuals]}
     needed = set(suite.metrics)
     try:
         for pipeline in pipelines:
@@ -334,8 +359,12 @@ def run(suite_path: Path, opts: RunOptions) -> tuple[dict, Path]:
             pipeline.load(opts.device)
             with tqdm(total=len(todo), desc=pipeline.name, unit="sample", disable=not opts.progress, file=sys.stderr) as bar:
                 for batch in batches(todo, loader, suite.config.batch_size):
-                    scores, failures = predict_and_score(pipeline, batch, suite, opts)
-                    store.write(key, pipeline.name, scores, failures)
+                    result = predict_and_score(pipeline, batch, suite, opts)
+                    for sample in batch:
+                        if sample.id in visual_ids and sample.id in result.predictions:
+                            save_visual(out / VISUALS / pipeline.name / visual_name(sample.id), sample, result.predictions[sample.id])
+                    store.write(key, pipeline.name, result.scores, result.failures)
+                    store.write_samples(suite.data_digest(), [sample_geometry(s) for s in batch])
                     bar.update(len(batch))
         summary = summarize(suite, pipelines, store, [s.id for s in specs], opts, time.perf_counter() - start)
     finally:

@@ -10,6 +10,9 @@ a changed config never mixes with old rows. Tables:
   dataset-level metric (mIoU, FID), NULL otherwise
 - ``failures(run_key, pipeline, sample, what, error)``: ``what`` is ``predict`` or a metric name
 - ``runs(run_key, pipeline, config, updated)``: the pipeline config behind each run key
+- ``samples(data_key, sample, scene, n_sources, n_targets, angle_deg, radius)``: geometry of each
+  sample (angle between first source and target camera orientations, target camera distance
+  from the origin), keyed by the suite's data digest, for plots
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 from bench.errors import ConfigError
 from bench.metrics.evaluate import Score
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
     run_key TEXT NOT NULL, pipeline TEXT NOT NULL, scene TEXT NOT NULL, grp TEXT NOT NULL, sample TEXT NOT NULL,
@@ -37,6 +40,9 @@ CREATE TABLE IF NOT EXISTS failures (
     error TEXT NOT NULL, PRIMARY KEY (run_key, sample, what));
 CREATE TABLE IF NOT EXISTS runs (
     run_key TEXT PRIMARY KEY, pipeline TEXT NOT NULL, config TEXT NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (
+    data_key TEXT NOT NULL, sample TEXT NOT NULL, scene TEXT NOT NULL, n_sources INTEGER NOT NULL,
+    n_targets INTEGER NOT NULL, angle_deg REAL NOT NULL, radius REAL NOT NULL, PRIMARY KEY (data_key, sample));
 """
 
 
@@ -113,6 +119,11 @@ class Store:
             self.db.executemany(
                 "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", [(run_key, pipeline, *f) for f in failures]
             )
+
+    def write_samples(self, data_key: str, rows: Iterable[tuple]) -> None:
+        """Record sample geometry rows (see :func:`bench.runner.sample_geometry`)."""
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)", [(data_key, *r) for r in rows])
 
     def scores(self, run_key: str, metric: str, samples: set[str]) -> StoredScores:
         """Stored results of ``metric`` for those of ``samples`` that have one, ordered by sample."""

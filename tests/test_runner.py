@@ -313,3 +313,30 @@ def test_metric_without_weights_is_reported_unavailable(cli, tmp_path, objects_r
     assert entry["unavailable"].startswith("missing weights: ") and str(tmp_path / "no_weights" / "vgg16-397923af.pth") in entry["unavailable"]
     assert "unavailable" in stdout and "no_weights" in stdout
     assert _summary(tmp_path / "out")["results"]["identity"]["psnr"]["n"] == N_SAMPLES
+
+
+def test_visuals_and_sample_geometry(cli, tiny_suite, tmp_path, objects_root):
+    """The first samples get image grids; every sample's angle and radius are recorded for plots."""
+    out = tmp_path / "out"
+    code, _, err = cli("run", tiny_suite, "--out", out, "--no-progress", "--visuals", "2")
+    assert code == 0, err
+    from PIL import Image
+
+    grids = sorted((out / "visuals" / "oracle_reproject").glob("*.png"))
+    assert [g.name for g in grids] == ["car_0000_000000-000001.png", "car_0000_000000-000002.png"]
+    assert Image.open(grids[0]).size == (4 * 32, 32)  # source | target | prediction | depth
+    assert Image.open(sorted((out / "visuals" / "identity").glob("*.png"))[0]).size == (3 * 32, 32)
+    data_key = _summary(out)["meta"]["data_key"]
+    with sqlite3.connect(out / "results.sqlite") as db:
+        rows = db.execute("SELECT sample, angle_deg, radius FROM samples WHERE data_key = ?", (data_key,)).fetchall()
+    assert len(rows) == N_SAMPLES
+    from scipy.spatial.transform import Rotation
+
+    from bench.data.srn import read_pose
+
+    for sample, angle, radius in rows:
+        scene, pair = sample.split("/")
+        src, tgt = (read_pose(objects_root / scene / "pose" / f"{v}.txt").double().numpy() for v in pair.split("-"))
+        expected = Rotation.from_matrix(src[:3, :3].T @ tgt[:3, :3]).magnitude() * 180 / 3.141592653589793
+        assert angle == pytest.approx(expected, abs=1e-3)
+        assert radius == pytest.approx(float((tgt[:3, 3] ** 2).sum() ** 0.5), abs=1e-5)

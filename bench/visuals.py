@@ -1,0 +1,53 @@
+"""Sample image grids a run saves for inspection and for the leaderboard's pipeline pages.
+
+Each grid is one PNG row per target: source | target | prediction (draw 0) | predicted
+depth (grey, near = bright) | further draws. Written under ``OUT/visuals/<pipeline>/``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bench.data.generated import save_png
+from bench.types import Prediction, Sample
+
+VISUALS = "visuals"
+
+
+def visual_name(sample_id: str) -> str:
+    """A file name for a sample id: anything but letters, digits, '-', '_' and '.' becomes '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", sample_id) + ".png"
+
+
+def depth_to_grey(depth: Tensor) -> Tensor:
+    """(H, W) depth to a (3, H, W) grey image: valid depths mapped to [1, 0.2] near to far, 0 stays black."""
+    valid = depth > 0
+    out = torch.zeros_like(depth)
+    if valid.any():
+        lo, hi = depth[valid].min(), depth[valid].max()
+        out[valid] = 1.0 - 0.8 * (depth[valid] - lo) / (hi - lo).clamp(min=1e-8)
+    return out.expand(3, -1, -1)
+
+
+def grid(sample: Sample, pred: Prediction) -> Tensor:
+    """(3, T*H, N*W) image: a row per target of source, target, draws and depth."""
+    rows = []
+    for t, target in enumerate(sample.targets):
+        tiles = [sample.sources[0].image.cpu(), target.image.cpu(), pred.image[t, 0].detach().cpu()]
+        if pred.depth is not None:
+            tiles.append(depth_to_grey(pred.depth[t, 0].detach().float().cpu()))
+        tiles += [pred.image[t, d].detach().cpu() for d in range(1, pred.image.shape[1])]
+        h, w = target.image.shape[-2:]
+        rows.append(torch.cat([torch.nn.functional.interpolate(x[None], size=(h, w))[0] for x in tiles], -1))
+    return torch.cat(rows, -2)
+
+
+def save_visual(path: Path, sample: Sample, pred: Prediction) -> None:
+    """Write the sample's grid as an 8-bit PNG (atomically)."""
+    image = grid(sample, pred).clamp(0, 1)
+    save_png(path, (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
