@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Set-up and the two everyday jobs, with nothing but Python 3.11 on the machine.
 
-    python3 tasks.py quickstart   # create .venv, install, run suites/quickstart.yaml
-    python3 tasks.py test         # create .venv, install with test extras, run the tests
+    python3 tasks.py quickstart   # create .venv, install, run suites/quickstart.yaml, build the leaderboard site
+    python3 tasks.py test         # create .venv, install with test extras (and Debian's chromium), run the tests
 
 The virtual environment is ``.venv`` in the repository root; the stack is pinned in
 ``constraints.txt``. Installing is skipped when neither file changed since the last install.
@@ -11,6 +11,7 @@ The virtual environment is ``.venv`` in the repository root; the stack is pinned
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import venv
@@ -44,10 +45,22 @@ def install() -> None:
 def quickstart() -> None:
     install()
     sh(BIN / "nvsbench", "run", "suites/quickstart.yaml")
+    sh(BIN / "nvsbench", "leaderboard", "build", "results/quickstart", "--out", "site")
+
+
+def install_chromium() -> None:
+    """Debian's chromium for the leaderboard's browser test; without it that test is skipped."""
+    if shutil.which("chromium") or not shutil.which("apt-get"):
+        return
+    try:
+        sh("apt-get", "install", "-y", "-q", "chromium")
+    except subprocess.CalledProcessError:
+        print("warning: could not install chromium; the browser test will be skipped", file=sys.stderr)
 
 
 def test() -> None:
     install()
+    install_chromium()
     sh(BIN / "python", "-m", "pytest", "-q")
 
 

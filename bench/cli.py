@@ -19,8 +19,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Make datasets.", no_args_is_help=True)
+data_app = typer.Typer(help="Make and check datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+leaderboard_app = typer.Typer(help="Build the leaderboard site.", no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
 
 POSE_METRICS = "rot_err_deg,trans_err,trans_angle_deg,center_err,acc_15,acc_30,auc_30"
 AdaptersOpt = Annotated[
@@ -219,6 +221,18 @@ def data_check(
     report = check_dataset(load_suite(resolve_yaml("suites", suite, "suite"), data_root=data_root), progress)
     typer.echo("\n".join(report.lines()))
     typer.echo("OK")
+
+
+@leaderboard_app.command("build")
+def leaderboard_build(
+    results: Annotated[list[Path], typer.Argument(help="Results folders of `nvsbench run`.")],
+    out: Annotated[Path, typer.Option(help="Site folder; an earlier site there is replaced.")] = Path("site"),
+    published: Annotated[Path | None, typer.Option(help="Published-results CSV [default: leaderboard/published_results.csv].")] = None,
+) -> None:
+    """Build the static leaderboard site (self-contained, works from file://)."""
+    from bench.leaderboard import build_site
+
+    typer.echo(f"leaderboard: {build_site(results, out, published)}")
 
 
 def main() -> None:

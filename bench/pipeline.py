@@ -62,6 +62,7 @@ class StagePipeline(nn.Module):
         super().__init__()
         self.name, self.digest, self.model_digest, self.provided = name, digest, model_digest, provided
         self.stages = nn.ModuleList(stages)
+        self.checkpoint: dict | None = None  # {"path", "sha256"} of the weights loaded
 
     def load(self, device: str) -> None:
         self.to(device).eval()
@@ -88,6 +89,7 @@ class AdapterPipeline:
 
     def __init__(self, name: str, adapter: Adapter, digest: str):
         self.name, self.adapter, self.digest = name, adapter, digest
+        self.checkpoint: dict | None = None
 
     def load(self, device: str) -> None:
         self.adapter.load(device)
@@ -153,7 +155,9 @@ def build_stage_pipeline(doc: Doc, cfg: PipelineConfig, available: frozenset[str
             pipeline.load_state_dict(state["model"])
         except (RuntimeError, KeyError) as exc:
             raise ConfigError(f"checkpoint {cfg.checkpoint} does not fit the pipeline: {exc}", where) from None
-        pipeline.digest = hashlib.sha256(f"{digest}|{sha256_of(cfg.checkpoint)}".encode()).hexdigest()
+        sha = sha256_of(cfg.checkpoint)
+        pipeline.checkpoint = {"path": str(cfg.checkpoint), "sha256": sha}
+        pipeline.digest = hashlib.sha256(f"{digest}|{sha}".encode()).hexdigest()
     return pipeline
 
 

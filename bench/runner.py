@@ -290,6 +290,7 @@ def summarize(suite: Suite, pipelines: list[Pipeline], store: Store, sample_ids:
             "config_hashes": {"suite": suite.doc.digest(), **{p.name: p.digest for p in pipelines}},
             "run_keys": {p.name: run_key(suite, p, opts.seed) for p in pipelines},
             "data_key": suite.data_digest(),
+            "checkpoints": {p.name: p.checkpoint for p in pipelines if p.checkpoint},
             "suite_config": suite.doc.data,
             "seed": opts.seed,
             "device": opts.device,
