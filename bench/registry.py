@@ -52,6 +52,11 @@ BUILTIN: dict[str, dict[str, str]] = {
         "resnet_encoder": "bench.stages.encoders:ResNetEncoder",
         "unproject_depth": "bench.stages.lift:UnprojectDepth",
         "point_rasterizer": "bench.stages.render:PointRasterizer",
+        "pixel_aligned_field": "bench.stages.field:PixelAlignedField",
+        "frustum_volume": "bench.stages.field:FrustumVolume",
+        "volume_renderer": "bench.stages.volume:VolumeRenderer",
+        "feature_volume_renderer": "bench.stages.volume:FeatureVolumeRenderer",
+        "feature_to_rgb": "bench.stages.volume:FeatureToRGB",
     },
     "metrics": {
         "psnr": "bench.metrics.image:psnr",
@@ -91,6 +96,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     "losses": {
         "image_l1": "bench.losses:image_l1",
         "image_mse": "bench.losses:image_mse",
+        "ray_mse": "bench.losses:ray_mse",
     },
     "adapters": {},
 }

@@ -183,8 +183,8 @@ def train(pipeline_ref: str, suite_path: Path | None = None, steps: int | None =
             optimizer.step()
             step += 1
             if step % tcfg.log_every == 0 or step == total:
-                log.append({"step": step, "loss": float(total_loss), **{k: float(v) for k, v in terms.items()}})
-                bar.set_postfix(loss=f"{float(total_loss):.4f}")
+                log.append({"step": step, "loss": total_loss.item(), **{k: v.item() for k, v in terms.items()}})
+                bar.set_postfix(loss=f"{total_loss.item():.4f}")
             if step % tcfg.save_every == 0 or step == total:
                 save_checkpoint(checkpoint, payload())
             bar.update(1)

@@ -24,6 +24,12 @@ field                     shape                        meaning
 ``pred_depth``            (B, T, D, H, W)              optional output
 ``pred_seg``              (B, T, D, H, W) int64        optional output
 ``pred_poses``            (B, T, D, 4, 4)              optional output: estimated target cam2world
+``pred_opacity``          (B, T, D, H, W)              volume renderers: accumulated opacity
+``field``                 callable                     radiance/feature field: (points (B,T,R,P,3), dirs) -> (density, features)
+``ray_index``             (B, T, R) int64              volume renderers: row-major pixel index of each rendered ray
+``ray_rgb``               (B, T, R, 3)                 colour of each rendered ray (training renders random rays)
+``ray_features``          (B, T, R, C)                 feature renderers: features of each rendered ray
+``rendered_features``     (B, T, C, H, W)              feature renderers, full images only (GeNVS conditioning)
 ========================  ===========================  =====================================
 """
 
