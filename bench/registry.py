@@ -102,11 +102,15 @@ BUILTIN: dict[str, dict[str, str]] = {
 }
 
 
+SINGULAR = {"losses": "loss"}
+
+
 class Registry:
     """Names mapped to objects, or to ``"module:attr"`` references imported lazily."""
 
     def __init__(self, kind: str, entries: dict[str, str]):
         self.kind = kind
+        self.singular = SINGULAR.get(kind, kind[:-1])
         self._entries: dict[str, Any] = dict(entries)
         self._sources: dict[str, str] = {n: ref for n, ref in entries.items()}
 
@@ -119,13 +123,13 @@ class Registry:
 
     def add(self, name: str, obj: Any, source: str) -> None:
         if name in self._entries and self._sources[name] != source:
-            raise ConfigError(f"{self.kind[:-1]} '{name}' registered twice: {self._sources[name]} and {source}")
+            raise ConfigError(f"{self.singular} '{name}' registered twice: {self._sources[name]} and {source}")
         self._entries[name] = obj
         self._sources[name] = source
 
     def get(self, name: str, where: str | None = None) -> Any:
         if name not in self._entries:
-            raise unknown_name(self.kind[:-1], name, self._entries, where)
+            raise unknown_name(self.singular, name, self._entries, where)
         entry = self._entries[name]
         if isinstance(entry, str):
             module, _, attr = entry.partition(":")

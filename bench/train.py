@@ -137,6 +137,7 @@ def train(pipeline_ref: str, suite_path: Path | None = None, steps: int | None =
     if suite_file is None:
         raise ConfigError("no training suite: set train.suite in the pipeline YAML or pass --suite", doc.where(("train",)))
     suite = load_suite(resolve_yaml("suites", str(suite_file), "suite"))
+    torch.manual_seed(tcfg.seed)  # before building: the initial weights depend on the seed only
     pipeline = load_pipeline_doc_to_model(doc, cfg, suite)
     losses = build_losses(tcfg, doc, pipeline.provided)
     checkpoint = out or cfg.checkpoint
@@ -144,7 +145,6 @@ def train(pipeline_ref: str, suite_path: Path | None = None, steps: int | None =
         raise ConfigError("no checkpoint path: set 'checkpoint:' in the pipeline YAML or pass --out", doc.where(()))
     total = steps or tcfg.steps
 
-    torch.manual_seed(tcfg.seed)
     rng = random.Random(tcfg.seed)
     optimizer = tcfg.optimizer.build(pipeline.parameters())
     step, log = 0, []
@@ -175,7 +175,7 @@ def train(pipeline_ref: str, suite_path: Path | None = None, steps: int | None =
             samples = [loader.load(random_pairs(suite, rng)) for _ in range(tcfg.batch_size)]
             state = pipeline.forward_train(collate(samples, suite, tcfg.seed, device))
             target = targets_of(samples, device)
-            terms = {w.name: w.loss(state, target, **w.params) for w in losses}
+            terms = {w.name: _apply(w, state, target) for w in losses}
             total_loss = sum(w.weight * terms[w.name] for w in losses)
             optimizer.zero_grad(set_to_none=True)
             total_loss.backward()
@@ -190,6 +190,16 @@ def train(pipeline_ref: str, suite_path: Path | None = None, steps: int | None =
             bar.update(1)
     (checkpoint.with_suffix(".log.jsonl")).write_text("".join(json.dumps(r) + "\n" for r in log))
     return TrainResult(checkpoint, step, log[-1]["loss"] if log else float("nan"), time.perf_counter() - start)
+
+
+def _apply(w: WeightedLoss, state: dict, target: dict) -> torch.Tensor:
+    try:
+        return w.loss(state, target, **w.params)
+    except KeyError as exc:
+        raise ConfigError(
+            f"loss '{w.name}' needs {exc} in the training state, which the pipeline does not produce while training "
+            "(volume renderers render random rays when training: use ray_mse, or n_rays_train: 0)"
+        ) from None
 
 
 def load_pipeline_doc_to_model(doc: Doc, cfg, suite: Suite) -> StagePipeline:
