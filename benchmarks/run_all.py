@@ -128,6 +128,36 @@ def _throughput_at(size: int, n: int) -> list[tuple[str, str]]:
     return rows
 
 
+def pipeline_forward() -> list[tuple[str, str]]:
+    """Forward time per sample (one source, one target) of every shipped stage pipeline, and renderer rays/s."""
+    import torch
+
+    from bench.cameras import look_at
+    from bench.pipeline import build_stage_pipeline, load_pipeline_doc
+    from bench.registry import yaml_names
+    from bench.types import BASE_FIELDS
+
+    rows = []
+    for name, path in yaml_names("pipelines").items():
+        doc, cfg = load_pipeline_doc(path)
+        if cfg.stages is None:
+            continue
+        pipeline = build_stage_pipeline(doc, cfg, BASE_FIELDS | {"source_depth", "source_mask"}, load_weights=False).eval()
+        for size in (64, 128):
+            K = torch.tensor([[[size * 1.025, 0, (size - 1) / 2], [0, size * 1.025, (size - 1) / 2], [0, 0, 1]]])
+            state = {"source_image": torch.rand(1, 1, 3, size, size), "source_depth": torch.full((1, 1, size, size), 1.4),
+                     "source_mask": torch.ones(1, 1, size, size, dtype=torch.bool), "source_K": K[:, None],
+                     "source_cam2world": look_at(torch.tensor([[1.4, 0.3, 0.5]]))[:, None], "target_K": K[:, None],
+                     "target_cam2world": look_at(torch.tensor([[1.2, -0.6, 0.6]]))[:, None], "target_size": torch.tensor([size, size]),
+                     "near": torch.tensor([0.5]), "far": torch.tensor([2.5]), "background": torch.ones(3), "seed": torch.tensor([0])}
+            with torch.no_grad():
+                pipeline.forward_train(state)
+                seconds = min(_timed(lambda: pipeline.forward_train(state)) for _ in range(3))  # noqa: B023 - called at once
+            rays = f", {size * size / seconds:.0f} rays/s" if any(type(m).__name__.endswith("VolumeRenderer") for m in pipeline.modules()) else ""
+            rows.append((f"{name} forward at {size}x{size}, 1 sample", f"{seconds * 1000:.0f} ms{rays}"))
+    return rows
+
+
 def synth_rate() -> list[tuple[str, str]]:
     from bench.data.synth import generate_objects
 
@@ -157,6 +187,7 @@ def quickstart() -> list[tuple[str, str]]:
 def main() -> None:
     sections = {"CLI start time": cli_start_time, "Point rasterizer (oracle_reproject)": point_rasterizer,
                 "Metric throughput (CPU, 2 threads)": metric_throughput,
+                "Pipeline forward time (CPU, untrained weights)": pipeline_forward,
                 "Synthetic data generation": synth_rate, "Quickstart": quickstart}
     lines = ["# Benchmark results", "", f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
              f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}.",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -64,7 +65,7 @@ def train_and_record(name: str) -> dict:
         "checkpoint": str(cfg.checkpoint.relative_to(ROOT)),
         "sha256": sha256_of(cfg.checkpoint),
         "size_bytes": cfg.checkpoint.stat().st_size,
-        "command": " ".join(["nvsbench", *command[1:]]),
+        "command": " ".join([*(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ), "nvsbench", *command[1:]]),
         "seed": state["seed"],
         "steps": state["step"],
         "final_loss": state["log"][-1]["loss"],
