@@ -65,3 +65,14 @@ def fresh_registries(monkeypatch):
 
     monkeypatch.setattr(reg, "REGISTRIES", {k: reg.Registry(k, v) for k, v in reg.BUILTIN.items()})
     monkeypatch.setattr(reg, "_loaded_dirs", set())
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for training tests: two threads competing with other jobs ran far slower here."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -193,7 +193,7 @@ def test_generator_images_are_rgba_with_alpha_mask(generated: Path) -> None:
 
 @pytest.mark.parametrize("params", [{"radius": (0.5, 7.0)}, {"radius": (5.0, 3.0)}, {"fov_deg": 180.0}, {"views": 0}])
 def test_generator_refuses_bad_parameters(params: dict) -> None:
-    with pytest.raises(ConfigError, match="pose-radius set"):
+    with pytest.raises(ConfigError, match="pose-radius set|PoseRadiusSet"):
         PoseRadiusSet(**params)
 
 

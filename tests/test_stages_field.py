@@ -221,13 +221,6 @@ def _write_pipeline(tmp_path, suite, stages: str, name: str) -> str:
     return str(path)
 
 
-@pytest.fixture
-def one_thread():
-    """Many small ops: on a shared 2-core machine two OpenMP threads run them up to 20x slower (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("lift", ["pixel_aligned_field", "frustum_volume"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from bench.checkpoint import load_checkpoint
@@ -18,12 +17,6 @@ STAGES = """stages:
 """
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _pipeline(tmp_path, suite, name="tiny", steps=6, checkpoint="tiny.pt"):

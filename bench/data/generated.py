@@ -60,6 +60,12 @@ class GeneratedSet:
     def write(self, out: Path) -> None:
         raise NotImplementedError
 
+    def require_at_least(self, **minimums: float) -> None:
+        """Raise a ConfigError naming the first parameter below its minimum."""
+        for name, low in minimums.items():
+            if getattr(self, name) < low:
+                raise ConfigError(f"{type(self).__name__}: '{name}' must be at least {low}, got {getattr(self, name)}")
+
     def params(self) -> dict:
         """The JSON-ready content of ``synth.json`` for this request."""
         fields = json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists

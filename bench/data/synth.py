@@ -333,16 +333,12 @@ class ObjectSet(GeneratedSet):
 
     def __post_init__(self) -> None:
         """Check the parameters (a ``ConfigError`` names the bad one)."""
-        for name in ("objects", "views", "size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"synthetic set: '{name}' must be at least 1, got {getattr(self, name)}")
+        self.require_at_least(objects=1, views=1, size=1, seed=0)
         lo, hi = self.radius
         if not 0 < lo <= hi:
             raise ConfigError(f"synthetic set: 'radius' must be (low, high) with 0 < low <= high, got {self.radius}")
         if lo <= OBJECT_RADIUS:
             raise ConfigError(f"synthetic set: 'radius' must exceed the object radius {OBJECT_RADIUS}, got {self.radius}")
-        if self.seed < 0:
-            raise ConfigError(f"synthetic set: 'seed' must be >= 0, got {self.seed}")
 
     def write(self, out: Path) -> None:
         folder = out / self.split if self.split else out

@@ -33,7 +33,6 @@ import torch
 from bench.data.disn import CATEGORIES, METADATA, camera_to_world, encode_depth, format_metadata_line, intrinsics, parse_metadata
 from bench.data.generated import GeneratedSet, save_png, save_text
 from bench.data.synth import OBJECT_RADIUS, object_id, object_mesh, render
-from bench.errors import ConfigError
 
 FORMAT = "nvsbench-synth-disn"
 FORMAT_VERSION = 1
@@ -72,11 +71,7 @@ class DepthPairsSet(GeneratedSet):
 
     def __post_init__(self) -> None:
         """Check the parameters (a ``ConfigError`` names the bad one)."""
-        for name in ("objects", "views", "size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"depth-pairs set: '{name}' must be at least 1, got {getattr(self, name)}")
-        if self.seed < 0:
-            raise ConfigError(f"depth-pairs set: 'seed' must be >= 0, got {self.seed}")
+        self.require_at_least(objects=1, views=1, size=1, seed=0)
 
     def write(self, out: Path) -> None:
         listed: dict[str, list[str]] = {}

@@ -93,16 +93,12 @@ class PoseRadiusSet(GeneratedSet):
 
     def __post_init__(self) -> None:
         """Check the parameters (a ``ConfigError`` names the bad one)."""
-        for name in ("objects", "views", "size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"pose-radius set: '{name}' must be at least 1, got {getattr(self, name)}")
+        self.require_at_least(objects=1, views=1, size=1, seed=0)
         lo, hi = self.radius
         if not OBJECT_RADIUS < lo <= hi:
             raise ConfigError(f"pose-radius set: 'radius' must be (low, high) with {OBJECT_RADIUS} < low <= high, got {self.radius}")
         if not 0 < self.fov_deg < 180:
             raise ConfigError(f"pose-radius set: 'fov_deg' must be in (0, 180), got {self.fov_deg}")
-        if self.seed < 0:
-            raise ConfigError(f"pose-radius set: 'seed' must be >= 0, got {self.seed}")
 
     def write(self, out: Path) -> None:
         fov = math.radians(self.fov_deg)

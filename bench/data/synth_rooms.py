@@ -354,14 +354,9 @@ class RoomsSet(GeneratedSet):
 
     def __post_init__(self) -> None:
         """Check the parameters (a ``ConfigError`` names the bad one)."""
-        if self.scenes < 1:
-            raise ConfigError(f"rooms: 'scenes' must be at least 1, got {self.scenes}")
-        if self.frames < 4:
-            raise ConfigError(f"rooms: 'frames' must be at least 4, got {self.frames}")
+        self.require_at_least(scenes=1, frames=4, seed=0)
         if min(self.size) < 8:
             raise ConfigError(f"rooms: 'size' must be (H, W) of at least 8 pixels each, got {self.size}")
-        if self.seed < 0:
-            raise ConfigError(f"rooms: 'seed' must be >= 0, got {self.seed}")
 
     def triplet(self) -> tuple[int, int, int]:
         """Frame indices (a, b, c) of every scene's triplet: first, a third along, last."""

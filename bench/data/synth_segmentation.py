@@ -58,7 +58,6 @@ from torch import Tensor
 
 from bench.data import synth
 from bench.data.generated import GeneratedSet, save_png, save_text, write_atomic
-from bench.errors import ConfigError
 from bench.metrics.segmentation import IGNORE_LABEL
 
 FORMAT = "nvsbench-synth-voc"
@@ -171,9 +170,7 @@ class SegmentationSet(GeneratedSet):
 
     def __post_init__(self) -> None:
         """Check the parameters (a ``ConfigError`` names the bad one)."""
-        for name, low in (("images", 1), ("train_images", 0), ("size", 16), ("void_px", 0), ("seed", 0)):
-            if getattr(self, name) < low:
-                raise ConfigError(f"synthetic segmentation set: '{name}' must be at least {low}, got {getattr(self, name)}")
+        self.require_at_least(images=1, train_images=0, size=16, void_px=0, seed=0)
 
     def write(self, out: Path) -> None:
         ids = [image_id(i) for i in range(self.images + self.train_images)]
