@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Train the reference checkpoints and record how each was made in ``checkpoints/MANIFEST.json``.
 
-    .venv/bin/python scripts/train_references.py [PIPELINE ...]
+    .venv/bin/python scripts/train_references.py [--eval-only] [PIPELINE ...]
 
 For each pipeline (default: every pipeline YAML that names a ``checkpoint:``) it runs
 ``nvsbench train PIPELINE`` with the settings of the pipeline YAML, evaluates the result
 against ``identity`` on the quickstart suite (other synthetic objects than the training
-ones), and writes the manifest entry: exact command, seed, training-data hash, sha256 of
-the checkpoint, steps, final loss, the loss variants that ran, and the eval numbers.
+ones) and, when the pipeline predicts depth, with the depth metrics on the depth-pairs
+stand-in against ``oracle_reproject``; then writes the manifest entry: exact command, seed,
+training-data hash, sha256 of the checkpoint, steps, final loss, the loss variants that
+ran, and the eval numbers. ``--eval-only`` re-evaluates the committed checkpoints.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NVSBENCH = str(Path(sys.executable).parent / "nvsbench")
 MANIFEST = ROOT / "checkpoints" / "MANIFEST.json"
 EVAL_SUITE = "suites/quickstart.yaml"
+DEPTH_EVAL_SUITE = "suites/shapenet_depth_pairs_synthetic.yaml"
 
 
 def folder_sha256(folder: Path) -> str:
@@ -35,8 +38,30 @@ def folder_sha256(folder: Path) -> str:
     return h.hexdigest()
 
 
+def evaluate(name: str, suite: str, baseline: str) -> dict:
+    """``nvsbench run SUITE`` for ``baseline`` and ``name``: {pipeline: {metric: mean, ci95, n}}."""
+    out = ROOT / "results" / "reference_eval" / name / Path(suite).stem
+    subprocess.run([NVSBENCH, "run", suite, "--pipeline", baseline, "--pipeline", name, "--out", str(out), "--no-progress"],
+                   cwd=ROOT, check=True)
+    summary = json.loads((out / "summary.json").read_text())
+    return {p: {m: {"mean": e["mean"], "ci95": e["ci95"], "n": e["n"]} for m, e in r.items() if "mean" in e}
+            for p, r in summary["results"].items()}
+
+
+def evaluations(name: str) -> dict:
+    """The manifest's eval fields of ``name``: image metrics on the quickstart objects and, for a
+    pipeline that predicts depth, depth metrics on the depth-pairs stand-in."""
+    from bench.pipeline import load_pipeline
+    from bench.suite import load_suite
+
+    found = {"eval_suite": EVAL_SUITE, "eval": evaluate(name, EVAL_SUITE, "identity")}
+    if "pred_depth" in load_pipeline(name, load_suite(ROOT / DEPTH_EVAL_SUITE).available_fields).provided:
+        found |= {"depth_eval_suite": DEPTH_EVAL_SUITE, "depth_eval": evaluate(name, DEPTH_EVAL_SUITE, "oracle_reproject")}
+    return found
+
+
 def train_and_record(name: str) -> dict:
-    """Train ``name``, evaluate it against identity, and return its manifest entry."""
+    """Train ``name``, evaluate it, and return its manifest entry."""
     import torch
 
     from bench.checkpoint import load_checkpoint, sha256_of
@@ -54,12 +79,6 @@ def train_and_record(name: str) -> dict:
     seconds = time.perf_counter() - start
     state = load_checkpoint(cfg.checkpoint)
     suite = load_suite(tcfg.suite)
-    out = ROOT / "results" / "reference_eval" / name
-    subprocess.run([NVSBENCH, "run", EVAL_SUITE, "--pipeline", "identity", "--pipeline", name, "--out", str(out), "--no-progress"],
-                   cwd=ROOT, check=True)
-    summary = json.loads((out / "summary.json").read_text())
-    evaluation = {p: {m: {"mean": e["mean"], "ci95": e["ci95"], "n": e["n"]} for m, e in r.items() if "mean" in e}
-                  for p, r in summary["results"].items()}
     return {
         "pipeline": name,
         "checkpoint": str(cfg.checkpoint.relative_to(ROOT)),
@@ -74,21 +93,22 @@ def train_and_record(name: str) -> dict:
         "train_data_sha256": folder_sha256(suite.reader.root),
         "train_seconds": round(seconds, 1),
         "torch": torch.__version__,
-        "eval_suite": EVAL_SUITE,
-        "eval": evaluation,
         "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **evaluations(name),
     }
 
 
-def main(names: list[str]) -> None:
+def main(args: list[str]) -> None:
     from bench.pipeline import load_pipeline_doc
     from bench.registry import yaml_names
 
+    train = "--eval-only" not in args
+    names = [a for a in args if a != "--eval-only"]
     if not names:
         names = [n for n, p in yaml_names("pipelines").items() if load_pipeline_doc(p)[1].checkpoint is not None]
     manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
     for name in names:
-        manifest[name] = train_and_record(name)
+        manifest[name] = train_and_record(name) if train else manifest[name] | evaluations(name)
         MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         print(json.dumps(manifest[name]["eval"], indent=1))
 

@@ -26,6 +26,23 @@ def test_reference_checkpoint_matches_manifest(name):
     assert ours["ci95"][0] > identity["ci95"][1]  # beats identity, CIs apart
 
 
+@pytest.mark.parametrize("name", sorted(n for n in MANIFEST if "depth_eval" in MANIFEST[n]))
+def test_reference_depth_is_scored_and_beats_reprojected_depth(name):
+    """A reference that predicts depth is scored with the depth metrics on the depth-pairs stand-in."""
+    scores = MANIFEST[name]["depth_eval"]
+    ours, oracle = scores[name], scores["oracle_reproject"]
+    assert {"abs_rel", "rmse", "delta1"} <= set(ours)
+    assert ours["abs_rel"]["n"] > 0 and ours["abs_rel"]["ci95"][1] < oracle["abs_rel"]["ci95"][0]
+
+
+def test_every_reference_that_predicts_depth_has_a_depth_eval():
+    from bench.pipeline import load_pipeline
+    from bench.types import BASE_FIELDS
+
+    for name, entry in MANIFEST.items():
+        assert ("pred_depth" in load_pipeline(name, BASE_FIELDS).provided) == ("depth_eval" in entry), name
+
+
 @pytest.mark.parametrize("name", sorted(MANIFEST))
 def test_reference_pipeline_loads_its_checkpoint(name):
     from bench.pipeline import load_pipeline
