@@ -157,6 +157,18 @@ def test_depth_decoder_skip_pass_uses_the_features_and_unskip_does_not():
     assert len(DepthDecoder(skip=False).decoder.fuse) == 0
 
 
+def test_nvs_decoder_reads_the_warped_features_at_their_levels():
+    state = _run(_model()[:4], _state(1, 2))
+    decoder = NVSDecoder()
+    out = decoder(state)["pred_image_scales"]
+    finest_skip = [*state["warped_features"][:-1], state["warped_features"][-1] + 1.0]  # the 16x24 map feeds level 2
+    changed = decoder({**state, "warped_features": finest_skip})["pred_image_scales"]
+    for level, (a, b) in enumerate(zip(out, changed)):
+        assert torch.equal(a, b) == (level < 2), level
+    with pytest.raises(ValueError, match="level 0 needs a 64-channel skip map of size"):
+        decoder({**state, "warped_features": state["warped_features"][1:]})
+
+
 def test_seg_head_does_not_train_the_encoder():
     for freeze in (True, False):
         encoder, head = TAEEncoder(), SegmentationHead(freeze_encoder=freeze)
