@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -47,6 +48,14 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Launcher(str, Enum):
+    none = "none"
+    torchrun = "torchrun"
+
+
+LAUNCHER_OPTIONS = ("--launcher", "--nproc-per-node")
+
+
 @app.command()
 def run(
     suite: Annotated[str, typer.Argument(help="Suite YAML file or suite name (see `nvsbench list suites`).")],
@@ -65,16 +74,53 @@ def run(
     adapters: AdaptersOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     visuals: Annotated[int, typer.Option(min=0, help="Save image grids of the first N samples in OUT/visuals/.")] = 8,
+    launcher: Annotated[
+        Launcher, typer.Option(help="torchrun: rerun this command under torchrun on this machine, one process per --nproc-per-node.")
+    ] = Launcher.none,
+    nproc_per_node: Annotated[int, typer.Option(min=1, help="Processes for --launcher torchrun (each scores part of the samples).")] = 1,
 ) -> None:
     """Evaluate pipelines on a suite; print mean, 95 % CI and n; write summary.json and results.sqlite."""
+    if nproc_per_node != 1 and launcher is not Launcher.torchrun:
+        raise ConfigError("--nproc-per-node needs --launcher torchrun")
     from bench.registry import resolve_yaml
-    from bench.runner import RunOptions, format_table
+    from bench.runner import RunOptions, format_table, load_run
     from bench.runner import run as run_suite
 
     opts = RunOptions(pipeline, data_root, out, limit, device.value, seed, set_ or [], adapters or [], progress, visuals)
-    summary, folder = run_suite(resolve_yaml("suites", suite, "suite"), opts)
+    suite_path = resolve_yaml("suites", suite, "suite")
+    if launcher is Launcher.torchrun:
+        load_run(suite_path, opts)  # a config error is reported here, once, before any process starts
+        _exec_torchrun(nproc_per_node)
+    summary, folder = run_suite(suite_path, opts)
+    if summary is None:  # a rank other than 0 of a distributed run: rank 0 reports
+        return
     typer.echo(format_table(summary))
     typer.echo(f"\n{summary['n_samples']} samples; results in {folder}/summary.json and {folder}/results.sqlite")
+
+
+def _exec_torchrun(nproc: int) -> None:
+    """Replace this process by ``python -m torch.distributed.run --standalone`` running the same
+    ``nvsbench`` arguments (without the launcher options) in ``nproc`` processes on this machine."""
+    if "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ:
+        raise ConfigError("--launcher torchrun inside a torchrun worker: drop --launcher (torchrun already started this process)")
+    args = _without_options(sys.argv[1:], LAUNCHER_OPTIONS)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "bench", *args]
+    typer.echo(f"nvsbench: launching {' '.join(command[1:])}", err=True)
+    sys.stdout.flush()
+    os.execv(sys.executable, command)
+
+
+def _without_options(args: list[str], names: tuple[str, ...]) -> list[str]:
+    """``args`` without the options ``names`` and their values (``--name value`` or ``--name=value``)."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif not arg.startswith(tuple(f"{n}=" for n in names)):
+            kept.append(arg)
+    return kept
 
 
 @app.command("list")

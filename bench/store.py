@@ -8,11 +8,15 @@ a changed config never mixes with old rows. Tables:
   sample's group (camera-radius bin) or empty; ``value`` is the
   sample's metric value; ``stats`` (a ``.npy`` blob) holds the rows of statistics of a
   dataset-level metric (mIoU, FID), NULL otherwise
-- ``failures(run_key, pipeline, sample, what, error)``: ``what`` is ``predict`` or a metric name
+- ``failures(run_key, pipeline, sample, what, error)``: ``what`` is ``load``, ``predict`` or a metric name
 - ``runs(run_key, pipeline, config, updated)``: the pipeline config behind each run key
 - ``samples(data_key, sample, scene, n_sources, n_targets, angle_deg, radius)``: geometry of each
   sample (angle between first source and target camera orientations, target camera distance
   from the origin), keyed by the suite's data digest, for plots
+
+Every table has a primary key and rows go in with ``INSERT OR REPLACE`` (``OR IGNORE`` for
+geometry), so a rerun, a resumed crash or a repeated merge of a rank's shard
+(:mod:`bench.distributed`) never stores a row twice.
 """
 
 from __future__ import annotations
@@ -31,16 +35,18 @@ from bench.errors import ConfigError
 from bench.metrics.evaluate import Score
 
 SCHEMA_VERSION = 4
+DB_NAME = "results.sqlite"
+BUSY_TIMEOUT_S = 600.0  # a writer waits this long for another one's transaction (one batch) to commit
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS scores (
+CREATE TABLE scores (
     run_key TEXT NOT NULL, pipeline TEXT NOT NULL, scene TEXT NOT NULL, grp TEXT NOT NULL, sample TEXT NOT NULL,
     metric TEXT NOT NULL, value REAL, stats BLOB, PRIMARY KEY (run_key, sample, metric));
-CREATE TABLE IF NOT EXISTS failures (
+CREATE TABLE failures (
     run_key TEXT NOT NULL, pipeline TEXT NOT NULL, sample TEXT NOT NULL, what TEXT NOT NULL,
     error TEXT NOT NULL, PRIMARY KEY (run_key, sample, what));
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE runs (
     run_key TEXT PRIMARY KEY, pipeline TEXT NOT NULL, config TEXT NOT NULL, updated REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS samples (
+CREATE TABLE samples (
     data_key TEXT NOT NULL, sample TEXT NOT NULL, scene TEXT NOT NULL, n_sources INTEGER NOT NULL,
     n_targets INTEGER NOT NULL, angle_deg REAL NOT NULL, radius REAL NOT NULL, PRIMARY KEY (data_key, sample));
 """
@@ -73,24 +79,62 @@ class StoredScores:
 
 
 class Store:
-    """Per-sample results in ``<folder>/results.sqlite`` (WAL mode, safe for concurrent writers)."""
+    """Per-sample results in ``<folder>/<name>`` (WAL mode, busy timeout: safe for concurrent writers on one host)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, name: str = DB_NAME):
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / "results.sqlite"
-        self.db = sqlite3.connect(self.path, timeout=60.0)
-        self.db.execute("PRAGMA busy_timeout=60000")
-        self.db.execute("PRAGMA journal_mode=WAL")
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        has_tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-        if has_tables and version != SCHEMA_VERSION:
+        self.path = folder / name
+        self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+        try:
+            self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            self._set_wal()
+            self._ensure_schema()
+        except BaseException:
             self.db.close()
-            raise ConfigError(
-                f"{self.path} uses results schema v{version}, this nvsbench writes v{SCHEMA_VERSION}: "
-                "choose another --out folder or move the old one away"
-            )
-        self.db.executescript(SCHEMA)
-        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            raise
+
+    def _set_wal(self) -> None:
+        """Switch the file to WAL. While another connection switches a new file, SQLite answers
+        "database is locked" at once, without the busy handler (seen here with 6 threads opening one
+        new file), so the switch is retried for up to the busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                if self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                    return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+            if time.monotonic() > deadline:
+                raise ConfigError(f"{self.path}: cannot switch the results database to WAL mode (locked by another process)")
+            time.sleep(0.01)
+
+    def _ensure_schema(self) -> None:
+        """Create the tables, or check an existing file's version, in one write transaction.
+
+        Concurrent first opens of a new file must not see tables without their version
+        (``user_version`` is set in the transaction that creates them).
+        """
+        if self.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            has_tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+            if has_tables and version != SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{self.path} uses results schema v{version}, this nvsbench writes v{SCHEMA_VERSION}: "
+                    "choose another --out folder or move the old one away"
+                )
+            if not has_tables:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -109,8 +153,14 @@ class Store:
                 out.setdefault(sample, set()).add(what)
         return out
 
-    def write(self, run_key: str, pipeline: str, scores: Iterable[Score], failures: Iterable[tuple[str, str, str]]) -> None:
-        """Write one batch atomically; ``failures`` are (sample, what, error)."""
+    def write(
+        self, run_key: str, pipeline: str, scores: Iterable[Score], failures: Iterable[tuple[str, str, str]],
+        geometry: tuple[str, Iterable[tuple]] | None = None,
+    ) -> None:
+        """Write one batch in one transaction: a crash keeps all of it or none of it (so a rerun redoes it whole).
+
+        ``failures`` are (sample, what, error); ``geometry`` is ``(data_key, rows)`` for the ``samples`` table.
+        """
         with self.db:
             self.db.executemany(
                 "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -119,11 +169,45 @@ class Store:
             self.db.executemany(
                 "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", [(run_key, pipeline, *f) for f in failures]
             )
+            if geometry is not None:
+                self._insert_samples(*geometry)
+            self._drop_fixed_load_failures()
 
     def write_samples(self, data_key: str, rows: Iterable[tuple]) -> None:
         """Record sample geometry rows (see :func:`bench.runner.sample_geometry`)."""
         with self.db:
-            self.db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)", [(data_key, *r) for r in rows])
+            self._insert_samples(data_key, rows)
+
+    def _insert_samples(self, data_key: str, rows: Iterable[tuple]) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)", [(data_key, *r) for r in rows])
+
+    def merge(self, other: Path) -> None:
+        """Copy every row of another results file (a rank's shard) into this one, in one transaction.
+
+        Idempotent: rows are keyed by the tables' primary keys, so merging the same file again
+        (after a crash between a merge and the shard's removal) changes nothing.
+        """
+        if not other.is_file():
+            raise ConfigError(f"no results file to merge at {other}")
+        self.db.execute("ATTACH DATABASE ? AS shard", (str(other),))
+        try:
+            version = self.db.execute("PRAGMA shard.user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise ConfigError(f"{other} uses results schema v{version}, this nvsbench reads v{SCHEMA_VERSION}: move it away")
+            with self.db:
+                for table, verb in (("scores", "REPLACE"), ("failures", "REPLACE"), ("runs", "REPLACE"), ("samples", "IGNORE")):
+                    self.db.execute(f"INSERT OR {verb} INTO main.{table} SELECT * FROM shard.{table}")
+                self._drop_fixed_load_failures()
+        finally:
+            self.db.execute("DETACH DATABASE shard")
+
+    def _drop_fixed_load_failures(self) -> None:
+        """Forget a sample's ``load`` failure once it has scores under the same run key: its files were
+        fixed and a rerun scored it (load failures are retried, see :meth:`covered`)."""
+        self.db.execute(
+            "DELETE FROM main.failures WHERE what = 'load' AND EXISTS "
+            "(SELECT 1 FROM main.scores s WHERE s.run_key = failures.run_key AND s.sample = failures.sample)"
+        )
 
     def scores(self, run_key: str, metric: str, samples: set[str]) -> StoredScores:
         """Stored results of ``metric`` for those of ``samples`` that have one, ordered by sample."""
