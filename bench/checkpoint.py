@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -20,13 +21,36 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Read a checkpoint with ``weights_only=True`` (pickled code is refused); a clear error if unreadable."""
+    """Read a checkpoint dict with ``weights_only=True``; a one-line ConfigError if it cannot be.
+
+    ``weights_only`` unpickles tensors and plain containers only, so a file that asks to import
+    or call anything else (``os.system``, any class's ``__reduce__``) is refused before a line of
+    it runs. torch's own message for that spans several lines and suggests retrying with
+    ``weights_only=False``; the error here keeps the name of what was refused and never suggests that.
+    """
     if not path.is_file():
         raise ConfigError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-        raise ConfigError(f"cannot load checkpoint {path} with weights_only=True: {type(exc).__name__}: {exc}") from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a bad file fails in many ways (pickle, zip, storage)
+        refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if refused:
+            raise ConfigError(
+                f"cannot load checkpoint {path}: it refers to {refused.group(1)}, which is not a tensor or plain container; "
+                "refused, since nvsbench loads checkpoints with torch.load(weights_only=True) and never runs code from them"
+            ) from None
+        why = f"{type(exc).__name__}: {_first_reason(exc)}"
+        raise ConfigError(f"cannot load checkpoint {path}: corrupt or not written by torch.save ({why})") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"cannot load checkpoint {path}: it holds a {type(state).__name__}, not the dict nvsbench writes")
+    return state
+
+
+def _first_reason(exc: Exception) -> str:
+    """The first sentence of torch.load's error, or of its ``WeightsUnpickler error:`` line when it has one."""
+    unpickler = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(exc))
+    text = unpickler.group(1) if unpickler else str(exc).strip().split("\n")[0]
+    return text.split(". ")[0]
 
 
 def sha256_of(path: Path) -> str:

@@ -64,17 +64,28 @@ class Doc:
 # --------------------------------------------------------------------------- loading
 
 
+MAX_DEPTH = 64  # nesting levels a config may use; shipped configs use fewer than 8
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases: they can expand exponentially and are never needed."""
+    """SafeLoader that refuses aliases (they can expand exponentially, the "billion laughs", and are
+    never needed) and nesting deeper than :data:`MAX_DEPTH` (PyYAML composes recursively, so
+    ``[[[[...`` thousands deep would end in a RecursionError)."""
+
+    depth = 0
 
     def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        mark = self.peek_event().start_mark
+        where = f"{mark.name}:{mark.line + 1}"
         if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise ConfigError(
-                "YAML anchors and aliases are not supported; use 'include:' to share settings",
-                f"{mark.name}:{mark.line + 1}",
-            )
-        return super().compose_node(parent, index)
+            raise ConfigError("YAML anchors and aliases are not supported; use 'include:' to share settings", where)
+        if self.depth >= MAX_DEPTH:
+            raise ConfigError(f"YAML nested deeper than {MAX_DEPTH} levels", where)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _read_yaml(path: Path) -> Doc:
@@ -129,6 +140,7 @@ def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> Doc:
     if path in _seen:
         raise ConfigError(f"include cycle: {' -> '.join(map(str, _seen + (path,)))}")
     doc = _read_yaml(path)
+    check_name(doc.data.get("name"), doc.where(("name",)))
     includes = doc.data.pop("include", None)
     if includes is None:
         return doc
@@ -145,6 +157,22 @@ def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> Doc:
         _merge(merged, load_yaml(inc_path, _seen + (path,)))
     _merge(merged, Doc(doc.data, {k: v for k, v in doc.origins.items() if k[:1] != ("include",)}, path))
     return merged
+
+
+def check_name(value: Any, where: str) -> None:
+    """Raise ConfigError unless a config's top-level ``name`` can name a results folder and file.
+
+    Suite and pipeline names become folder names (``results/<suite>/``, ``visuals/<pipeline>/``),
+    so a name may not be blank, ``.`` or ``..``, nor hold ``/``, ``\\`` or control characters; any
+    other text (spaces, quotes, ``<``, ``$``, ``;``) is kept as written and escaped where shown.
+    A value that is not a string is left to the type check of :func:`build`.
+    """
+    if not isinstance(value, str):
+        return
+    bad = sorted({c for c in value if c in "/\\" or ord(c) < 32 or ord(c) == 127})
+    if value.strip() in ("", ".", "..") or bad:
+        why = f"it holds {', '.join(map(repr, bad))}" if bad else "it is blank, '.' or '..'"
+        raise ConfigError(f"name {value!r} cannot name a results folder: {why}", where)
 
 
 def _merge(into: Doc, other: Doc) -> None:
@@ -168,10 +196,15 @@ def apply_overrides(doc: Doc, assignments: list[str]) -> None:
         name, sep, raw = text.partition("=")
         if not sep or not name:
             raise ConfigError("--set expects dotted.key=value", str(origin))
+        loader = _Loader(raw)
+        loader.name = str(origin)
         try:
-            value = yaml.load(raw, Loader=_Loader) if raw else ""
+            value = loader.get_single_data() if raw else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"cannot parse value '{raw}': {exc}", str(origin)) from None
+            why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"cannot parse value {raw!r} as YAML: {why}", str(origin)) from None
+        finally:
+            loader.dispose()
         parts: list = [int(p) if p.isdigit() else p for p in name.split(".")]
         node: Any = doc.data
         for i, part in enumerate(parts[:-1]):
@@ -182,6 +215,10 @@ def apply_overrides(doc: Doc, assignments: list[str]) -> None:
             else:
                 raise ConfigError(f"cannot set '{name}': '{'.'.join(map(str, parts[:i + 1]))}' is not a mapping", str(origin))
         last = parts[-1]
+        if parts == ["name"]:
+            check_name(value, str(origin))
+        for stale in [k for k in doc.origins if k[: len(parts)] == tuple(parts)]:
+            del doc.origins[stale]  # the replaced value's parts were written elsewhere
         if isinstance(node, list) and isinstance(last, int) and last < len(node):
             node[last] = value
         elif isinstance(node, dict):

@@ -4,7 +4,8 @@ For each pipeline it scores only the samples the database does not already cover
 the same run key (so a rerun resumes), one batch per transaction. A pipeline that raises
 on a batch is retried sample by sample so the failing sample is recorded under
 ``failures`` and the rest still count; a non-finite metric value is a failure too, never
-averaged in.
+averaged in. Under torchrun the batches are shared out among the ranks
+(:mod:`bench.distributed`, :class:`Plan`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from bench import distributed
+from bench.data.base import check_same_size, check_view
 from bench.errors import ConfigError
 from bench.metrics.evaluate import score_samples
 from bench.metrics.stats import aggregate, paired_p_value, unit_values
@@ -35,7 +38,7 @@ from bench.pipeline import Pipeline, load_pipeline
 from bench.registry import PROJECT_ROOT, load_adapters
 from bench.store import Store, StoredScores
 from bench.suite import Suite, load_suite
-from bench.types import Prediction, Sample, SampleSpec
+from bench.types import Prediction, Sample, SampleSpec, View
 from bench.visuals import VISUALS, save_visual, visual_name
 
 PACKAGES = ("nvsbench", "torch", "torchvision", "easypytorch3d", "kornia", "numpy", "scipy", "pillow")
@@ -100,27 +103,45 @@ def sample_seed(seed: int, sample_id: str) -> int:
 
 
 class SampleLoader:
-    """Loads samples from a reader, keeping recently used views (sources repeat across samples)."""
+    """Loads samples from a reader, keeping recently used views (sources repeat across samples).
+
+    Every view is checked once when read (:func:`bench.data.base.check_view`: a rigid camera,
+    sane intrinsics, depth / mask / labels of the image's size), and a sample's sources, and its
+    targets, must share one size (the pipeline receives them stacked). A problem is a
+    ConfigError naming the file, or the scene and view.
+    """
 
     def __init__(self, reader):
         self.reader = reader
-        self.view = lru_cache(maxsize=64)(reader.load_view)
+        self.view = lru_cache(maxsize=64)(self._checked_view)
+
+    def _checked_view(self, scene: str, view_id: str) -> View:
+        view = self.reader.load_view(scene, view_id)
+        check_view(view, f"{self.reader.root}: scene '{scene}' view '{view_id}'")
+        return view
 
     def load(self, spec: SampleSpec) -> Sample:
-        return Sample(
-            spec,
-            [self.view(spec.scene, v) for v in spec.source_views],
-            [self.view(spec.scene, v) for v in spec.target_views],
-        )
+        sources = [self.view(spec.scene, v) for v in spec.source_views]
+        targets = [self.view(spec.scene, v) for v in spec.target_views]
+        for what, views in (("source", sources), ("target", targets)):
+            check_same_size({v.id: v.size for v in views}, what, f"sample {spec.id}")
+        return Sample(spec, sources, targets)
 
 
 def collate(samples: list[Sample], suite: Suite, seed: int, device: str) -> dict[str, Tensor]:
-    """The batched pipeline state (see :mod:`bench.types`); target images are left out."""
-    def stack(views: str, attr: str) -> Tensor:
-        return torch.stack([torch.stack([getattr(v, attr) for v in getattr(s, views)]) for s in samples]).to(device)
+    """The batched pipeline state (see :mod:`bench.types`); target images are left out.
 
+    The samples must share their numbers of sources and of targets (as :func:`batches` groups them).
+    """
     r = suite.reader
     b = len(samples)
+
+    def stack(views: str, attr: str) -> Tensor:  # (B, S or T, ...): one stack of every sample's views, then split by sample
+        n = len(getattr(samples[0], views))
+        if any(len(getattr(s, views)) != n for s in samples):
+            raise ValueError(f"samples of one batch have different numbers of {views}")
+        return torch.stack([getattr(v, attr) for s in samples for v in getattr(s, views)]).unflatten(0, (b, n)).to(device)
+
     state = {
         "source_image": stack("sources", "image"),
         "source_K": stack("sources", "K"),
@@ -144,11 +165,24 @@ def _shape_key(s: Sample) -> tuple:
     return (len(s.sources), len(s.targets), s.sources[0].size, s.targets[0].size)
 
 
-def batches(specs: list[SampleSpec], loader: SampleLoader, size: int) -> Iterator[list[Sample]]:
-    """Consecutive samples in batches of at most ``size`` that share sizes (so they stack)."""
+def batches(
+    specs: list[SampleSpec], loader: SampleLoader, size: int, failures: list[tuple[str, str, str]] | None = None
+) -> Iterator[list[Sample]]:
+    """Consecutive samples in batches of at most ``size`` that share sizes (so they stack).
+
+    With a ``failures`` list, a sample whose files cannot be read or fail the loader's checks is
+    left out and appended to it as ``(sample id, "load", error)``, for the caller to record; without
+    one, its ConfigError propagates.
+    """
     batch: list[Sample] = []
     for spec in specs:
-        sample = loader.load(spec)
+        try:
+            sample = loader.load(spec)
+        except (ConfigError, OSError) as exc:  # OSError: a reader's unwrapped I/O error (permissions, a vanished file)
+            if failures is None:
+                raise
+            failures.append((spec.id, "load", str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"))
+            continue
         if batch and (len(batch) == size or _shape_key(batch[0]) != _shape_key(sample)):
             yield batch
             batch = []
@@ -161,16 +195,41 @@ def batches(specs: list[SampleSpec], loader: SampleLoader, size: int) -> Iterato
 
 
 def check_prediction(pred: Prediction, sample: Sample) -> Prediction:
-    """Raise ValueError unless ``pred.image`` is (T, D, 3, H, W), finite and in [0, 1]."""
-    t, (h, w) = len(sample.targets), sample.targets[0].size
+    """``pred`` with its image clamped to [0, 1], after checking it against the contract; ValueError otherwise.
+
+    Checked: a :class:`Prediction` whose ``image`` is a floating-point tensor (T, D, 3, H, W) with the
+    sample's number of targets T, the targets' (H, W) and D >= 1, all finite and within [0, 1] up to
+    ``RANGE_TOLERANCE``; ``depth`` and ``seg`` (T, D, H, W), ``seg`` integer, and ``poses`` (T, D, 4, 4)
+    when given. Values outside [0, 1] by more than the tolerance are a failure of the sample, never
+    clamped: they come from a bug or another convention ([-1, 1], [0, 255]), and clamping would hide
+    it while changing the scores. Within the tolerance (float rounding, e.g. alpha compositing that
+    sums to 1 + 1e-7) they are clamped.
+    """
+    if not isinstance(pred, Prediction):
+        raise ValueError(f"the pipeline returned a {type(pred).__name__}, not a Prediction")
     img = pred.image
-    if img.dim() != 5 or img.shape[0] != t or img.shape[2:] != (3, h, w):
-        raise ValueError(f"prediction image has shape {tuple(img.shape)}, expected ({t}, D, 3, {h}, {w})")
-    if not torch.isfinite(img).all():
-        raise ValueError("prediction image contains NaN or infinite values")
+    if not isinstance(img, Tensor) or not img.is_floating_point():
+        got = f"a tensor of {img.dtype}" if isinstance(img, Tensor) else f"a {type(img).__name__}"
+        raise ValueError(f"prediction image must be a floating-point tensor in [0, 1], got {got}")
+    t, (h, w) = len(sample.targets), sample.targets[0].size
+    if img.dim() != 5 or img.shape[0] != t or img.shape[1] < 1 or img.shape[2:] != (3, h, w):
+        raise ValueError(f"prediction image has shape {tuple(img.shape)}, expected ({t}, D, 3, {h}, {w}) with D >= 1")
+    d = img.shape[1]
+    for name, tail in (("depth", (h, w)), ("seg", (h, w)), ("poses", (4, 4))):
+        extra = getattr(pred, name)
+        if extra is None:
+            continue
+        if not isinstance(extra, Tensor) or tuple(extra.shape) != (t, d, *tail):
+            shape = tuple(extra.shape) if isinstance(extra, Tensor) else type(extra).__name__
+            raise ValueError(f"prediction {name} has shape {shape}, expected {(t, d, *tail)} (T, D of the image)")
+        if name == "seg" and extra.is_floating_point():
+            raise ValueError(f"prediction seg must hold integer class labels, got {extra.dtype}")
+    bad = int((~torch.isfinite(img)).sum())
+    if bad:
+        raise ValueError(f"prediction image contains {bad} NaN or infinite values")
     lo, hi = float(img.min()), float(img.max())
     if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-        raise ValueError(f"prediction image values span [{lo:.4g}, {hi:.4g}], outside [0, 1]")
+        raise ValueError(f"prediction image values span [{lo:.4g}, {hi:.4g}], outside [0, 1] by more than {RANGE_TOLERANCE:g}")
     return dataclasses.replace(pred, image=img.clamp(0, 1))
 
 
@@ -251,7 +310,9 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def summarize(suite: Suite, pipelines: list[Pipeline], store: Store, sample_ids: list[str], opts: RunOptions, wall: float) -> dict:
+def summarize(
+    suite: Suite, pipelines: list[Pipeline], store: Store, sample_ids: list[str], opts: RunOptions, wall: float, world_size: int = 1
+) -> dict:
     """The ``summary.json`` document, aggregated from the database rows of this run's samples."""
     ids = set(sample_ids)
     per_scene = suite.config.aggregate == "scene"
@@ -294,6 +355,8 @@ def summarize(suite: Suite, pipelines: list[Pipeline], store: Store, sample_ids:
             "suite_config": suite.doc.data,
             "seed": opts.seed,
             "device": opts.device,
+            "world_size": world_size,
+            "threads": torch.get_num_threads(),  # float rounding of some pipelines depends on it
             "limit": opts.limit,
             "packages": _versions(),
             "python": platform.python_version(),
@@ -327,51 +390,125 @@ def _mark_best(results: dict, metric: str, higher_is_better: bool, units: dict[s
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write ``data`` to ``path`` via a temporary file and a rename, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def run(suite_path: Path, opts: RunOptions) -> tuple[dict, Path]:
-    """Evaluate every pipeline on the suite; returns the summary and the results folder."""
+def run(suite_path: Path, opts: RunOptions) -> tuple[dict | None, Path]:
+    """Evaluate every pipeline on the suite; returns the summary (None on ranks other than 0) and the results folder.
+
+    Under torchrun each rank scores its part of the samples (:mod:`bench.distributed`).
+    """
     start = time.perf_counter()
     suite, pipelines = load_run(suite_path, opts)
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {opts.device}: torch sees no CUDA device on this machine (use --device cpu)")
+    ctx = distributed.setup(opts.device)
+    try:
+        return _evaluate(suite, pipelines, dataclasses.replace(opts, device=ctx.device(opts.device)), ctx, start)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _evaluate(suite: Suite, pipelines: list[Pipeline], opts: RunOptions, ctx: distributed.Context, start: float) -> tuple[dict | None, Path]:
     torch.manual_seed(opts.seed)
-    suite.prepare()
+    if ctx.main:  # a generated stand-in is written once, before any rank reads it
+        suite.prepare()
+    distributed.barrier(ctx)
     specs = list(suite.protocol.samples(suite.reader))
     if opts.limit is not None:
         specs = specs[: opts.limit]
     if not specs:
         raise ConfigError(f"suite {suite.name} has no samples (dataset root {suite.reader.root})")
     out = opts.out or Path("results") / suite.name
-    store = Store(out)
+    store = Store(out) if ctx.main else None
+    try:
+        plan = distributed.broadcast(ctx, plan_work(store, out, suite, pipelines, specs, opts.seed) if store else None)
+        with distributed.rank_store(ctx, out, plan.job, store) as writer:
+            score_pipelines(suite, pipelines, specs, plan, writer, out, opts, ctx)
+        distributed.barrier(ctx)
+        if store is None:
+            return None, out
+        distributed.merge_shards(store, out, plan.job)
+        summary = summarize(suite, pipelines, store, [s.id for s in specs], opts, time.perf_counter() - start, ctx.world_size)
+    finally:
+        if store is not None:
+            store.close()
+    write_json_atomic(out / "summary.json", summary)
+    return summary, out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What is left to score, and the job id naming the ranks' shards.
+
+    ``todo[pipeline]`` lists batches of sample ids in suite order: the batch grid is fixed by the
+    position in the suite (samples ``k*B .. k*B+B-1``), and ranks take whole batches, so a sample
+    meets the same batch companions whatever the number of processes, and after a crash (a batch
+    is stored in one transaction, so it is all there or all missing). Pipelines whose arithmetic
+    depends on the batch (a trained network's matrix products round differently for other batch
+    sizes, by ~1e-7) then give bit-identical numbers.
+    """
+
+    job: str
+    todo: dict[str, list[list[str]]]
+
+
+def plan_work(store: Store, out: Path, suite: Suite, pipelines: list[Pipeline], specs: list[SampleSpec], seed: int) -> Plan:
+    """Rank 0: merge the shards of interrupted distributed runs, then list per pipeline the batches of
+    samples missing a metric under its run key (resume)."""
+    distributed.merge_shards(store, out)
+    needed = set(suite.metrics)
+    size = suite.config.batch_size
+    grid = [specs[i : i + size] for i in range(0, len(specs), size)]
+    todo = {}
+    for pipeline in pipelines:
+        key = run_key(suite, pipeline, seed)
+        store.register_run(key, pipeline.name, {"pipeline_digest": pipeline.digest, "seed": seed})
+        covered = store.covered(key)
+        missing = [[s.id for s in chunk if not ("predict" in covered.get(s.id, ()) or needed <= covered.get(s.id, set()))] for chunk in grid]
+        todo[pipeline.name] = [ids for ids in missing if ids]
+    return Plan(distributed.new_job_id(), todo)
+
+
+def score_pipelines(
+    suite: Suite, pipelines: list[Pipeline], specs: list[SampleSpec], plan: Plan, writer: Store, out: Path, opts: RunOptions,
+    ctx: distributed.Context,
+) -> None:
+    """Score this rank's batches of each pipeline's samples, writing each batch to ``writer`` in one transaction."""
+    by_id = {s.id: s for s in specs}
     loader = SampleLoader(suite.reader)
     visual_ids = {s.id for s in specs[: opts.visuals]}
-    needed = set(suite.metrics)
-    try:
-        for pipeline in pipelines:
-            key = run_key(suite, pipeline, opts.seed)
-            store.register_run(key, pipeline.name, {"pipeline_digest": pipeline.digest, "seed": opts.seed})
-            covered = store.covered(key)
-            todo = [s for s in specs if not ("predict" in covered.get(s.id, ()) or needed <= covered.get(s.id, set()))]
-            if not todo:
-                continue
-            pipeline.load(opts.device)
-            with tqdm(total=len(todo), desc=pipeline.name, unit="sample", disable=not opts.progress, file=sys.stderr) as bar:
-                for batch in batches(todo, loader, suite.config.batch_size):
+    for pipeline in pipelines:
+        todo = plan.todo[pipeline.name]
+        mine = [[by_id[i] for i in ids] for ids in distributed.shard(todo, ctx.rank, ctx.world_size)]
+        n_mine = sum(map(len, mine))
+        if ctx.backend:
+            n_todo = sum(map(len, todo))
+            line = f"rank {ctx.rank}/{ctx.world_size}: {pipeline.name}: {n_mine} of {n_todo} samples to score\n"
+            sys.stderr.write(line)  # in one write: the ranks share stderr
+        if not mine:
+            continue
+        key = run_key(suite, pipeline, opts.seed)
+        pipeline.load(opts.device)
+        with tqdm(total=n_mine, desc=pipeline.name, unit="sample", disable=not (opts.progress and ctx.main), file=sys.stderr) as bar:
+            for chunk in mine:
+                unreadable: list[tuple[str, str, str]] = []  # samples whose files fail to load: recorded, retried by a rerun
+                for batch in batches(chunk, loader, suite.config.batch_size, unreadable):  # split further only where sizes change
                     result = predict_and_score(pipeline, batch, suite, opts)
                     for sample in batch:
                         if sample.id in visual_ids and sample.id in result.predictions:
                             save_visual(out / VISUALS / pipeline.name / visual_name(sample.id), sample, result.predictions[sample.id])
-                    store.write(key, pipeline.name, result.scores, result.failures)
-                    store.write_samples(suite.data_digest(), [sample_geometry(s) for s in batch])
+                    geometry = (suite.data_digest(), [sample_geometry(s) for s in batch])
+                    writer.write(key, pipeline.name, result.scores, result.failures, geometry)
                     bar.update(len(batch))
-        summary = summarize(suite, pipelines, store, [s.id for s in specs], opts, time.perf_counter() - start)
-    finally:
-        store.close()
-    write_json_atomic(out / "summary.json", summary)
-    return summary, out
+                if unreadable:
+                    writer.write(key, pipeline.name, [], unreadable)
+                    bar.update(len(unreadable))
 
 
 def _p_cell(entry: dict) -> str:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
+from bench.errors import ConfigError
 from bench.types import View
+
+ORTHONORMAL_TOLERANCE = 1e-3  # largest |RᵀR − I| entry accepted in a camera rotation
 
 
 class Reader:
@@ -45,3 +49,51 @@ class Reader:
     def pose(self, scene: str, view_id: str) -> Tensor:
         """(4, 4) OpenCV cam2world of a view; readers override it when poses are cheaper than images."""
         return self.load_view(scene, view_id).cam2world
+
+
+def rotation_defect(rot: Tensor) -> tuple[float, float]:
+    """(max |RᵀR − I|, det R) of a (3, 3) matrix in float64: a rotation has (0, 1).
+
+    ``rot`` is accepted as a rotation when the first is at most :data:`ORTHONORMAL_TOLERANCE`
+    and the second is positive (an orthonormal matrix with det -1 is a reflection).
+    """
+    r = rot.double()
+    return float((r.T @ r - torch.eye(3, dtype=r.dtype)).abs().max()), float(torch.linalg.det(r))
+
+
+def is_rotation(rot: Tensor) -> bool:
+    """Whether a (3, 3) matrix is a rotation within :data:`ORTHONORMAL_TOLERANCE` (see :func:`rotation_defect`)."""
+    error, det = rotation_defect(rot)
+    return error <= ORTHONORMAL_TOLERANCE and det > 0
+
+
+def check_view(view: View, where: str) -> None:
+    """Raise ConfigError unless the view's camera is a finite rigid transform and its intrinsics are sane.
+
+    Also checks that depth, mask and labels, when present, have the image's (H, W).
+    """
+    c2w = view.cam2world.double()
+    if not torch.isfinite(c2w).all():
+        raise ConfigError(f"{where}: camera matrix is not finite: {c2w.tolist()}")
+    if not is_rotation(c2w[:3, :3]):
+        error, det = rotation_defect(c2w[:3, :3])
+        raise ConfigError(f"{where}: camera rotation is not orthonormal (max |RᵀR − I| = {error:.3g}, det = {det:.4g})")
+    if not torch.allclose(c2w[3], c2w.new_tensor([0.0, 0.0, 0.0, 1.0])):
+        raise ConfigError(f"{where}: camera matrix's last row is {c2w[3].tolist()}, not [0, 0, 0, 1]")
+    K = view.K
+    if not torch.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ConfigError(f"{where}: intrinsics are not finite with positive focal lengths: {K.tolist()}")
+    for name in ("depth", "mask", "seg"):
+        extra = getattr(view, name)
+        if extra is not None and tuple(extra.shape) != view.size:
+            raise ConfigError(f"{where}: {name} is {tuple(extra.shape)} (H, W), its image is {view.size}")
+
+
+def check_same_size(sizes: dict[str, tuple[int, int]], what: str, where: str) -> None:
+    """Raise ConfigError unless every view of ``sizes`` (view id -> (H, W)) has one size.
+
+    A sample's sources must share one size, and so must its targets: the pipeline receives each group stacked.
+    """
+    if len(set(sizes.values())) > 1:
+        listing = ", ".join(f"{v} {h}x{w}" for v, (h, w) in sizes.items())
+        raise ConfigError(f"{where}: its {what} views differ in size (H x W: {listing}); a sample's {what} views must share one size")

@@ -38,7 +38,8 @@ Optional intrinsics in nerfstudio's style (``fl_x``, ``fl_y``, ``cx``, ``cy`` in
 stored image; docs.nerf.studio "Data conventions", "Camera intrinsics") replace the ones
 derived from ``camera_angle_x``; a frame's own keys come before the file's top-level keys.
 nerfstudio's ``cx``/``cy`` count pixel centres at ``+0.5``, so they are shifted by -0.5 here;
-a missing ``fl_y`` equals ``fl_x``.
+a missing ``fl_y`` equals ``fl_x``. nerfstudio's ``w`` and ``h`` (the image size those pixels
+refer to), when given, must be the stored image's size.
 """
 
 from __future__ import annotations
@@ -51,12 +52,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bench.data.base import Reader
-from bench.data.io import composite, read_rgba
+from bench.data.base import ORTHONORMAL_TOLERANCE, Reader, is_rotation, rotation_defect
+from bench.data.io import composite, read_rgba, read_text
 from bench.errors import ConfigError
 from bench.types import View
-
-ORTHONORMAL_TOLERANCE = 1e-3  # largest |R^T R - I| entry accepted in a transform_matrix
 
 
 def transforms_file(folder: Path, split: str) -> Path:
@@ -119,12 +118,11 @@ def _camera(matrix: object, where: str) -> Tensor:
         raise ConfigError(f"{where}: transform_matrix is not a 4x4 matrix of numbers: {str(matrix)[:80]}") from None
     if gl.shape != (4, 4) or not torch.isfinite(gl).all():
         raise ConfigError(f"{where}: transform_matrix must be a finite 4x4 matrix, got shape {tuple(gl.shape)}")
-    rot = gl[:3, :3]
-    error = float((rot.T @ rot - torch.eye(3, dtype=rot.dtype)).abs().max())
-    if error > ORTHONORMAL_TOLERANCE or torch.linalg.det(rot) < 0:
+    if not is_rotation(gl[:3, :3]):
+        error, det = rotation_defect(gl[:3, :3])
         raise ConfigError(
             f"{where}: the 3x3 part of transform_matrix is not a rotation (max |RᵀR − I| = {error:.3g}, "
-            f"det = {float(torch.linalg.det(rot)):.3g}; needs |RᵀR − I| <= {ORTHONORMAL_TOLERANCE} and det > 0)"
+            f"det = {det:.3g}; needs |RᵀR − I| <= {ORTHONORMAL_TOLERANCE} and det > 0)"
         )
     return flip_camera_yz(gl).float()
 
@@ -143,10 +141,8 @@ def read_transforms(path: Path) -> tuple[dict, list[Frame]]:
             rigid transform, or two frames with the same view id.
     """
     try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"transforms file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        meta = json.loads(read_text(path, "transforms file"))
+    except json.JSONDecodeError as exc:
         raise ConfigError(f"cannot parse transforms file {path}: {exc}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
         raise ConfigError(f"transforms file has no 'frames' list: {path}")
@@ -159,7 +155,7 @@ def read_transforms(path: Path) -> tuple[dict, list[Frame]]:
         if image.stem in seen:
             raise ConfigError(f"{where}: view id '{image.stem}' appears twice")
         seen.add(image.stem)
-        keys = {k: entry[k] for k in ("fl_x", "fl_y", "cx", "cy") if k in entry}
+        keys = {k: entry[k] for k in ("fl_x", "fl_y", "cx", "cy", "w", "h") if k in entry}
         frames.append(Frame(image.stem, image, _camera(entry["transform_matrix"], where), keys))
     return meta, frames
 
@@ -168,12 +164,23 @@ def frame_intrinsics(meta: dict, frame: Frame, width: int, height: int, where: P
     """(3, 3) ``K`` of one frame of a ``width x height`` image (see the module docstring for the precedence).
 
     Raises:
-        ConfigError: naming ``where`` when neither ``fl_x`` nor ``camera_angle_x`` is given.
+        ConfigError: naming ``where`` when neither ``fl_x`` nor ``camera_angle_x`` is given, when a key
+            is not a number, or when nerfstudio's ``w`` / ``h`` (the image size the pixel intrinsics
+            refer to) differ from the image's size.
     """
     def key(name: str) -> float | None:
         value = frame.intrinsics.get(name, meta.get(name))
-        return None if value is None else float(value)
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"'{name}' of frame {frame.id} is not a number: {value!r}: {where}") from None
 
+    for name, actual in (("w", width), ("h", height)):
+        stated = key(name)
+        if stated is not None and stated != actual:
+            raise ConfigError(f"image of frame {frame.id} is {width}x{height} (W x H) but the transforms file gives {name} = {stated:g}: {where}")
     fx = key("fl_x")
     if fx is None:
         if key("camera_angle_x") is None:

@@ -1,17 +1,23 @@
-"""``nvsbench data check``: verify a dataset against its suite before spending compute on it."""
+"""``nvsbench data check``: verify a dataset against its suite before spending compute on it.
+
+Every view the protocol uses is loaded and checked (:func:`bench.data.base.check_view`), and
+every sample's sources and targets must share one size. All problems are collected, so one
+check lists every unusable file of a large dataset; a run records the samples that use them as
+failures instead of stopping.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 
-import torch
 from tqdm import tqdm
 
+from bench.data.base import check_same_size, check_view
 from bench.errors import ConfigError
 from bench.suite import Suite
 
-ORTHONORMAL_TOLERANCE = 1e-3
+SHOWN_PROBLEMS = 5  # problems quoted in the error; the count covers all of them
 
 
 @dataclass
@@ -35,41 +41,58 @@ class DatasetReport:
             f"protocol samples: {self.samples}; views they use: {sum(counts)} (per scene {min(counts)}..{max(counts)})",
             f"image sizes (H x W): {sizes}",
             f"optional fields read: {extra}",
-            "every used file present and decodable; every rotation orthonormal; every K finite with positive focal lengths",
+            "every used file present and decodable; every rotation orthonormal; every K finite with positive focal lengths; "
+            "the views of each sample share one size",
         ]
 
 
-def check_view(view, where: str) -> None:
-    """Raise ConfigError unless the view's camera is a proper rigid transform and intrinsics are sane."""
-    c2w = view.cam2world.double()
-    rot = c2w[:3, :3]
-    err = float((rot.T @ rot - torch.eye(3, dtype=rot.dtype)).abs().max())
-    if err > ORTHONORMAL_TOLERANCE or abs(float(torch.linalg.det(rot)) - 1.0) > ORTHONORMAL_TOLERANCE:
-        raise ConfigError(f"{where}: camera rotation is not orthonormal (max |RᵀR − I| = {err:.3g}, det = {float(torch.linalg.det(rot)):.4g})")
-    if not torch.allclose(c2w[3], c2w.new_tensor([0.0, 0.0, 0.0, 1.0])):
-        raise ConfigError(f"{where}: camera matrix's last row is {c2w[3].tolist()}, not [0, 0, 0, 1]")
-    K = view.K
-    if not torch.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ConfigError(f"{where}: intrinsics are not finite with positive focal lengths: {K.tolist()}")
+def problems_error(problems: list[str], checked: str) -> ConfigError:
+    """One one-line ConfigError for all ``problems`` found in what ``checked`` describes: the count and the first few."""
+    if len(problems) == 1:
+        return ConfigError(problems[0])
+    shown = " | ".join(problems[:SHOWN_PROBLEMS])
+    more = f" | ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+    return ConfigError(f"{len(problems)} problems in {checked} (a run records the samples they affect as failures): {shown}{more}")
 
 
 def check_dataset(suite: Suite, progress: bool = True) -> DatasetReport:
-    """Load and check every view the suite's protocol uses (a partial download is fine if it covers them)."""
+    """Load and check every view the suite's protocol uses (a partial download is fine if it covers them).
+
+    Raises:
+        ConfigError: listing every view that cannot be read or fails :func:`check_view`, and every
+            sample whose sources (or targets) differ in size.
+    """
     reader = suite.reader
     report = DatasetReport(str(reader.root), scenes=len(reader.scenes()))
+    specs = list(suite.protocol.samples(reader))
+    report.samples = len(specs)
     used: dict[str, dict[str, None]] = {}  # scene -> ordered views
-    for spec in suite.protocol.samples(reader):
-        report.samples += 1
+    for spec in specs:
         used.setdefault(spec.scene, {}).update(dict.fromkeys(spec.source_views + spec.target_views))
     if not used:
         raise ConfigError(f"the protocol finds no samples in {reader.root}")
+    problems: list[str] = []
+    sizes: dict[tuple[str, str], tuple[int, int]] = {}
     with tqdm(total=sum(map(len, used.values())), desc="checking views", unit="view", disable=not progress) as bar:
         for scene, views in used.items():
             report.views_per_scene[scene] = len(views)
             for view_id in views:
-                view = reader.load_view(scene, view_id)
-                check_view(view, f"{reader.root}: scene '{scene}' view '{view_id}'")
-                report.sizes[view.size] += 1
-                report.fields.update(name for name in ("depth", "mask", "seg") if getattr(view, name) is not None)
+                try:
+                    view = reader.load_view(scene, view_id)
+                    check_view(view, f"{reader.root}: scene '{scene}' view '{view_id}'")
+                except (ConfigError, OSError) as exc:
+                    problems.append(str(exc))
+                else:
+                    sizes[scene, view_id] = view.size
+                    report.sizes[view.size] += 1
+                    report.fields.update(name for name in ("depth", "mask", "seg") if getattr(view, name) is not None)
                 bar.update(1)
+    for spec in specs:
+        for what, ids in (("source", spec.source_views), ("target", spec.target_views)):
+            try:
+                check_same_size({v: sizes[spec.scene, v] for v in ids if (spec.scene, v) in sizes}, what, f"sample {spec.id}")
+            except ConfigError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise problems_error(problems, f"the {sum(report.views_per_scene.values())} views and {len(specs)} samples the protocol uses")
     return report

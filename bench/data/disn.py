@@ -94,7 +94,7 @@ from torch.nn import functional as F
 
 from bench.cameras import look_at
 from bench.data.base import Reader
-from bench.data.io import composite, read_array, read_rgba
+from bench.data.io import composite, read_array, read_rgba, read_text
 from bench.errors import ConfigError
 from bench.types import View
 
@@ -121,10 +121,7 @@ def format_metadata_line(yaw: float, elevation: float, distance_ratio: float) ->
 
 def parse_metadata(path: Path) -> list[ViewParams]:
     """The views of one ``rendering_metadata.txt``, in line order; a bad line is a ConfigError naming ``file:line``."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise ConfigError(f"file not found: {path}") from None
+    lines = read_text(path, "DISN metadata file").splitlines()
     views = []
     for number, line in enumerate(lines, 1):
         body = line.strip().rstrip(",").strip()
@@ -232,10 +229,8 @@ class DISNReader(Reader):
         if self.split is None:
             return sorted(rendered)
         listing = self.root / "filelists" / f"{category}_{self.split}.lst"
-        try:
-            listed = [ln.strip() for ln in listing.read_text().splitlines() if ln.strip()]
-        except FileNotFoundError:
-            raise ConfigError(f"split list not found: {listing} (copy DISN's data/filelists/ there)") from None
+        text = read_text(listing, "split list", " (copy DISN's data/filelists/ there)")
+        listed = [ln.strip() for ln in text.splitlines() if ln.strip()]
         missing = [obj for obj in listed if obj not in rendered]
         if missing:
             raise ConfigError(f"{len(missing)} object(s) of {listing} have no {self.variant} renderings under {folder}, e.g. {missing[0]}")

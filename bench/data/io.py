@@ -1,4 +1,4 @@
-"""Reading the image formats of on-disk datasets into the harness's tensors."""
+"""Reading the files of on-disk datasets (text and images) into the harness's types; every failure is a ConfigError naming the file."""
 
 from __future__ import annotations
 
@@ -12,14 +12,32 @@ from torch import Tensor
 from bench.errors import ConfigError
 
 
-def _open(path: Path) -> Image.Image:
+def read_text(path: Path, what: str = "file", hint: str = "") -> str:
+    """The text of ``path``; a ConfigError ``<what> not found: <path><hint>`` or ``cannot read <what> <path>: <why>``."""
     try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}{hint}") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, binary bytes
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+
+
+def _open(path: Path) -> Image.Image:
+    """The decoded image, or a ConfigError naming ``path`` for a missing, truncated or corrupt file.
+
+    ``verify()`` first checks the chunk checksums of a PNG: without it, a flipped bit in the
+    compressed pixel data can decode without an error into different pixels (measured on label
+    PNGs). It costs 4-8 % of the decode (measured at 640x360 and 128x128).
+    """
+    try:
+        with Image.open(path) as probe:
+            probe.verify()
         img = Image.open(path)
         img.load()
     except FileNotFoundError:
         raise ConfigError(f"file not found: {path}") from None
-    except (OSError, SyntaxError) as exc:  # PIL raises these for corrupt or truncated files
-        raise ConfigError(f"cannot decode image {path}: {exc}") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # PIL's errors for corrupt files
+        raise ConfigError(f"cannot decode image {path}: {type(exc).__name__}: {exc}") from None
     return img
 
 

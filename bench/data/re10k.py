@@ -53,8 +53,8 @@ import torch
 from torch import Tensor
 
 from bench.cameras import camera_to_world
-from bench.data.base import Reader
-from bench.data.io import read_rgb
+from bench.data.base import Reader, is_rotation, rotation_defect
+from bench.data.io import read_rgb, read_text
 from bench.errors import ConfigError
 from bench.types import View
 
@@ -82,11 +82,12 @@ def read_cameras(path: Path) -> dict[str, tuple[Tensor, Tensor]]:
 
     Returns:
         ``{view_id: (intrinsics (4,) normalised fx fy cx cy, cam2world (4, 4) OpenCV)}``, float64.
+
+    Raises:
+        ConfigError: naming ``file:line`` for a line without 19 numbers, a repeated timestamp, or a
+            rotation that is not orthonormal (see :func:`bench.data.base.is_rotation`).
     """
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise ConfigError(f"camera file not found: {path}") from None
+    lines = read_text(path, "camera file").splitlines()
     frames: dict[int, tuple[str, Tensor]] = {}
     for number, line in enumerate(lines, 1):
         fields = line.split()
@@ -102,6 +103,12 @@ def read_cameras(path: Path) -> dict[str, tuple[Tensor, Tensor]]:
             raise ConfigError(f"camera line is not numeric ({exc})", where) from None
         if timestamp in frames:
             raise ConfigError(f"timestamp {timestamp} appears twice", where)
+        if not torch.isfinite(values).all():
+            raise ConfigError(f"camera line holds non-finite values: {line.strip()}", where)
+        rotation = values[6:].reshape(3, 4)[:, :3]
+        if not is_rotation(rotation):
+            error, det = rotation_defect(rotation)
+            raise ConfigError(f"the camera line's 3x3 rotation is not orthonormal (max |RᵀR − I| = {error:.3g}, det = {det:.3g})", where)
         frames[timestamp] = (fields[0], values)
     out = {}
     for timestamp in sorted(frames):

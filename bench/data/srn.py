@@ -8,9 +8,11 @@ Layout under ``root`` (or ``root/<split>``)::
     <object>/depth/NNNNNN.png      optional: 16-bit z-depth in millimetres (synthetic sets)
     <object>/mask/NNNNNN.png       optional: 8-bit foreground mask (synthetic sets)
 
-Intrinsics are scaled when the images are not ``H x W`` (as pixelNeRF does). SRN chairs
-nest the training split one level deeper (``chairs_train/chairs_2.0_train/<object>``):
-a split folder whose only entry is a folder of objects is read through.
+Intrinsics are scaled when the images are not ``H x W`` (as pixelNeRF does); an image of
+another aspect ratio is an error. SRN chairs nest the training split one level deeper
+(``chairs_train/chairs_2.0_train/<object>``): a split folder whose only entry is a folder
+of objects is read through. Pose files are parsed here; that their rotations are
+orthonormal is checked for every reader by :func:`bench.data.base.check_view`.
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ import torch
 from torch import Tensor
 
 from bench.data.base import Reader
-from bench.data.io import read_depth_mm, read_mask, read_rgb
+from bench.data.io import read_depth_mm, read_mask, read_rgb, read_text
 from bench.errors import ConfigError
 from bench.types import View
 
 
 def read_pose(path: Path) -> Tensor:
     """(4, 4) cam2world from a text file of 16 numbers (any line layout)."""
+    text = read_text(path, "pose file")
     try:
-        values = [float(x) for x in path.read_text().split()]
+        values = [float(x) for x in text.split()]
     except ValueError as exc:
         raise ConfigError(f"pose file is not numeric: {path}: {exc}") from None
     if len(values) != 16:
@@ -39,12 +42,14 @@ def read_pose(path: Path) -> Tensor:
 
 def read_intrinsics(path: Path) -> tuple[Tensor, tuple[int, int]]:
     """``K`` (3, 3) and the (H, W) it refers to, from an SRN ``intrinsics.txt``."""
+    lines = [ln.split() for ln in read_text(path, "SRN intrinsics file").splitlines() if ln.strip()]
     try:
-        lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
         f, cx, cy = (float(x) for x in lines[0][:3])
         h, w = (int(float(x)) for x in lines[-1][:2])
-    except (ValueError, IndexError, FileNotFoundError) as exc:
+    except (ValueError, IndexError) as exc:
         raise ConfigError(f"cannot parse SRN intrinsics {path}: {exc}") from None
+    if min(h, w) < 1:
+        raise ConfigError(f"SRN intrinsics {path} give an image size of {h}x{w} (H x W); both must be positive")
     K = torch.tensor([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
     return K, (h, w)
 
@@ -96,14 +101,14 @@ class SRNReader(Reader):
 
     def load_view(self, scene: str, view_id: str) -> View:
         obj = self.folder / scene
-        image = read_rgb(obj / "rgb" / f"{view_id}.png")
-        K, (h, w) = read_intrinsics(obj / "intrinsics.txt")
+        image_path, intrinsics_path = obj / "rgb" / f"{view_id}.png", obj / "intrinsics.txt"
+        image = read_rgb(image_path)
+        K, (h, w) = read_intrinsics(intrinsics_path)
         H, W = image.shape[-2:]
         if (H, W) != (h, w):
+            if round(h * W / w) != H:  # not the same picture at another resolution: K cannot be scaled to it
+                raise ConfigError(f"image {image_path} is {H}x{W} (H x W), not a scaled copy of the {h}x{w} that {intrinsics_path} describes")
             K = torch.diag(torch.tensor([W / w, H / h, 1.0])) @ K
         depth = read_depth_mm(obj / "depth" / f"{view_id}.png") if self.with_depth else None
         mask = read_mask(obj / "mask" / f"{view_id}.png") if self.with_mask else None
-        for name, extra in (("depth", depth), ("mask", mask)):
-            if extra is not None and tuple(extra.shape) != (H, W):
-                raise ConfigError(f"{name} of {scene}/{view_id} is {tuple(extra.shape)}, image is {(H, W)}")
         return View(view_id, image, K, read_pose(obj / "pose" / f"{view_id}.txt"), depth, mask)

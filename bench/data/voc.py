@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from bench.data.base import Reader
-from bench.data.io import read_labels, read_rgb
+from bench.data.io import read_labels, read_rgb, read_text
 from bench.errors import ConfigError
 from bench.metrics.segmentation import IGNORE_LABEL, VOC_CLASSES
 from bench.types import View
@@ -73,10 +73,7 @@ class VOCReader(Reader):
 
     def _read_ids(self) -> list[str]:
         """Ids of the list file, checked: no duplicates, at least one, each with its image and label."""
-        try:
-            lines = self.list_file.read_text().splitlines()
-        except FileNotFoundError:
-            raise ConfigError(f"VOC image list not found: {self.list_file} (set the dataset folder with --data-root)") from None
+        lines = read_text(self.list_file, "VOC image list", " (set the dataset folder with --data-root)").splitlines()
         ids: list[str] = []
         seen: set[str] = set()
         for number, line in enumerate(lines, 1):
