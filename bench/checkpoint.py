@@ -20,8 +20,11 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path, mmap: bool = False) -> dict:
     """Read a checkpoint dict with ``weights_only=True``; a one-line ConfigError if it cannot be.
+
+    ``mmap`` maps the tensors' storage from the file instead of reading it (large pretrained
+    weights); files in torch's legacy (pre-zip) format are then read normally.
 
     ``weights_only`` unpickles tensors and plain containers only, so a file that asks to import
     or call anything else (``os.system``, any class's ``__reduce__``) is refused before a line of
@@ -31,7 +34,12 @@ def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as exc:
+            if not mmap or "mmap" not in str(exc):
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)  # legacy format: no mmap
     except Exception as exc:  # noqa: BLE001 - a bad file fails in many ways (pickle, zip, storage)
         refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if refused:

@@ -468,7 +468,7 @@ def test_bad_predictions_are_recorded_failures_in_a_run(cli, tiny_suite, tmp_pat
 # --------------------------------------------------------------------------- 10: hostile names
 
 SUITE_NAME = """<script>alert('s')<&script> "q" 'q'; $(touch pwned_suite) && rm -rf ~ `id`"""
-PIPE_NAME = """<img src=x onerror=alert(1)> $(touch pwned_pipe); echo 'q' "q" > x"""
+PIPE_NAME = """<img src=x onerror=alert(1)> $(touch pwned_pipe); echo 'q' "q" > x | cat"""
 
 
 def test_hostile_names_are_kept_as_text(cli, tmp_path, objects_root, monkeypatch):
@@ -489,7 +489,9 @@ def test_hostile_names_are_kept_as_text(cli, tmp_path, objects_root, monkeypatch
         assert db.execute("SELECT DISTINCT pipeline FROM scores").fetchall() == [(PIPE_NAME,)]
         assert db.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 2 * N_SAMPLES
     assert json.loads((out / "summary.json").read_text())["suite"] == SUITE_NAME
-    assert [row.split(" | ")[0].strip("| ") for row in stdout.splitlines() if "↑" in row or "↓" in row] == [PIPE_NAME] * 2
+    table = [row for row in stdout.splitlines() if "↑" in row or "↓" in row]
+    assert [row.split(" | ")[0].strip("| ").replace("\\|", "|") for row in table] == [PIPE_NAME] * 2  # '|' escaped as '\|'
+    assert {row.count(" | ") for row in table} == {6}
     site = build_site([out], tmp_path / "site")
     pages = [p.read_text() for p in site.parent.glob("*.html")]
     assert pages and not any("<script>alert" in html or "<img src=x" in html for html in pages)

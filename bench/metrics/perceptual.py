@@ -108,16 +108,10 @@ def _offline() -> Iterator[None]:
 
 
 def _load_state_dict(path: Path) -> dict[str, Tensor]:
-    """Tensors only (``weights_only=True``); memory-mapped when the file format allows it."""
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc):
-            raise
-        sd = torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) file format
-    if not isinstance(sd, dict):
-        raise RuntimeError(f"{path}: expected a state dict, found {type(sd).__name__}")
-    return sd
+    """Tensors only (``weights_only=True``, :func:`bench.checkpoint.load_checkpoint`), memory-mapped when the format allows it."""
+    from bench.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, mmap=True)
 
 
 def _take(sd: dict[str, Tensor], keys: dict[str, str], path: Path) -> dict[str, Tensor]:
