@@ -535,4 +535,5 @@ def format_table(summary: dict) -> str:
                 ci = f"[{m['ci95'][0]:.4f}, {m['ci95'][1]:.4f}]" if m["ci95"] else "-"
                 rows.append([pipe, label, f"{m['mean']:.4f}", ci, m["n"], _p_cell(m), n_fail])
     headers = ["pipeline", "metric", "mean", "95% CI", "n", "p vs best", "failures"]
-    return tabulate(rows, headers=headers, tablefmt="github")
+    escaped = [[c.replace("|", "\\|") if isinstance(c, str) else c for c in row] for row in rows]  # a '|' in a name keeps its column
+    return tabulate(escaped, headers=headers, tablefmt="github")
