@@ -1,203 +1,119 @@
 #!/usr/bin/env python3
-"""Measurements that are not tests. Run: ``.venv/bin/python benchmarks/run_all.py``.
+"""Measurements that are not tests, written with the machine they ran on to ``benchmarks/RESULTS.md``.
 
-Writes the figures, with the machine they were measured on, to ``benchmarks/RESULTS.md``.
+    .venv/bin/python benchmarks/run_all.py                          # every benchmark
+    .venv/bin/python benchmarks/run_all.py --only memory            # one benchmark (repeatable); other sections are kept
+    .venv/bin/python benchmarks/run_all.py --quick --out /tmp/r.md  # every benchmark shrunk to seconds (a smoke test)
+
+``--quick`` figures are not meaningful and are written only where ``--out`` says (default: printed only).
+Benchmark datasets are generated once into ``data/bench/``.
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import statistics
-import subprocess
+import argparse
 import sys
-import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-NVSBENCH = Path(sys.executable).parent / "nvsbench"
+import compute
+import harness
+from common import ROOT, Table, git_commit, load_average, machine
+
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
-def wall(cmd: list[str], repeats: int = 7) -> float:
-    """Median wall time of a command, in seconds (after one warm-up run)."""
-    times = []
-    for _ in range(repeats + 1):
+@dataclass(frozen=True)
+class Section:
+    name: str  # for --only
+    title: str
+    about: str  # what is measured, printed above the table
+    run: Callable[[bool], Table]
+
+
+SECTIONS = [
+    Section("harness_overhead", "Harness overhead",
+            "`nvsbench run` with the `identity` pipeline on a synthetic SRN-layout set against `benchmarks/loop.py`, a hand-written "
+            "loop with the same reader (PNG decode included), the same psnr/ssim/l1 functions and batches of 8, but no results "
+            "database, checks, bootstrap or image grids. Each is a fresh process; wall is measured around the process, the second "
+            "row inside it (harness: `meta.wall_time_s` of summary.json; loop: its own timer after imports).", harness.harness_overhead),
+    Section("metric_throughput", "Metric throughput",
+            "psnr + ssim + l1 on the same random pairs, in process, 2 torch threads: nvsbench's batched metrics against "
+            "torchmetrics, pyiqa and scikit-image (best of 3 after a warm-up).", compute.metric_throughput),
+    Section("multiprocess", "Two processes on two cores",
+            "`nvsbench run` of a compute-bound pipeline in one process with 1 or 2 torch threads, and in two processes of "
+            "1 thread each through the torchrun launcher. Speed-up is against 1 process x 1 thread, end-to-end wall; the last "
+            "column checks that every configuration scored the same samples to the same mean.", harness.multiprocess),
+    Section("cli_start", "CLI start time",
+            "Wall of commands that must not import torch (target < 0.5 s), median of 7 after a warm-up.", harness.cli_start_time),
+    Section("synth_rate", "Synthetic data generation",
+            "`nvsbench data synth` as a command, for the objects generator (SRN layout, RGB + depth + mask PNGs per view) and "
+            "the rooms generator (RealEstate10K layout, RGB frames).", compute.synth_rate),
+    Section("memory", "Peak memory against the number of samples",
+            "Peak RSS (`getrusage` of the child) of `nvsbench run` with `identity` on two generated sets, the second with 10x "
+            "the samples; the issue requires the larger run to stay within 10 % of the smaller.", harness.memory),
+    Section("pipeline_forward", "Pipeline forward time",
+            "One sample (one source, one target) through every stage pipeline in `pipelines/`, built without loading checkpoints "
+            "(forward time does not depend on the weights), 1 torch thread, best of 3 after a warm-up. Rays/s is the volume "
+            "renderer stage alone (every pixel of the target is a ray).", compute.pipeline_forward),
+    Section("point_rasterizer", "Point rasterizer (oracle_reproject)",
+            "pytorch3d's CPU point rasterizer stage alone, one target view of a fully valid depth map, 1 torch thread.",
+            compute.point_rasterizer),
+    Section("quickstart", "Quickstart",
+            "`nvsbench run suites/quickstart.yaml` (identity, oracle_reproject, pixel_field, genvs_render on 90 samples), "
+            "default threads.", harness.quickstart),
+]
+
+
+def render(section: Section, table: Table, stamp: str) -> str:
+    return "\n".join([f"## {section.title}", "", f"`--only {section.name}`. {section.about}", "", stamp, "", *table.markdown(), ""])
+
+
+def header(note: str | None) -> str:
+    lines = ["# Benchmark results", "",
+             f"Machine: {machine()}.", "",
+             "Regenerate with `.venv/bin/python benchmarks/run_all.py` (one table: `--only NAME`); each table says when and at which "
+             "commit it was measured, and the 1-minute load average when it started (2 cores: a load above ~0.2 means other work "
+             "shared the machine).", ""]
+    return "\n".join(lines + ([f"Note: {note}", ""] if note else []))
+
+
+def merge(old: str, new_sections: dict[str, str]) -> str:
+    """``old`` RESULTS.md text with the sections named in ``new_sections`` replaced (others kept, in ``SECTIONS`` order)."""
+    kept: dict[str, str] = {}
+    for chunk in old.split("\n## ")[1:]:
+        for s in SECTIONS:
+            if f"`--only {s.name}`" in chunk:
+                kept[s.name] = "## " + chunk.rstrip("\n") + "\n"
+    kept.update(new_sections)
+    return "\n".join(kept[s.name] for s in SECTIONS if s.name in kept)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", choices=[s.name for s in SECTIONS], help="run only this benchmark (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="shrink every benchmark to seconds; not meaningful figures")
+    parser.add_argument("--out", type=Path, help=f"results file [default: {RESULTS.relative_to(ROOT)}; with --quick: print only]")
+    parser.add_argument("--note", help="a line for the header, e.g. what else was running")
+    args = parser.parse_args(argv)
+    out = args.out or (None if args.quick else RESULTS)
+    chosen = [s for s in SECTIONS if not args.only or s.name in args.only]
+    commit = git_commit()
+    done: dict[str, str] = {}
+    for section in chosen:
+        load = load_average()
         start = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
-
-
-def cli_start_time() -> list[tuple[str, str]]:
-    """`nvsbench --help` and `nvsbench list ...` must not import torch; target < 0.5 s."""
-    return [(f"`nvsbench {' '.join(args)}` wall, median of 7", f"{wall([str(NVSBENCH), *args]):.3f} s")
-            for args in (["--help"], ["list", "metrics"], ["list", "pipelines"])]
-
-
-def point_rasterizer() -> list[tuple[str, str]]:
-    """pytorch3d's CPU point rasterizer in the oracle_reproject stage, per target view."""
-    import torch
-
-    from bench.cameras import look_at
-    from bench.stages.lift import UnprojectDepth
-    from bench.stages.render import PointRasterizer
-
-    rows = []
-    for size in (64, 128):
-        K = torch.tensor([[[size * 1.025, 0, (size - 1) / 2], [0, size * 1.025, (size - 1) / 2], [0, 0, 1]]])
-        c2w = look_at(torch.tensor([[1.4, 0.3, 0.5]]))
-        state = {"source_image": torch.rand(1, 1, 3, size, size), "source_depth": torch.full((1, 1, size, size), 1.4),
-                 "source_K": K[:, None], "source_cam2world": c2w[:, None]}
-        state.update(UnprojectDepth()(state))
-        state.update({"target_K": K[:, None], "target_cam2world": look_at(torch.tensor([[1.2, -0.6, 0.6]]))[:, None],
-                      "target_size": torch.tensor([size, size]), "background": torch.ones(3)})
-        stage = PointRasterizer()
-        stage(state)
-        start = time.perf_counter()
-        n = 20
-        for _ in range(n):
-            stage(state)
-        rows.append((f"point_rasterizer, {size * size} points at {size}x{size}", f"{(time.perf_counter() - start) / n * 1000:.1f} ms"))
-    return rows
-
-
-def _rate(fn, n_pairs: int, repeats: int = 3) -> float:
-    """Pairs per second of ``fn()`` (best of ``repeats`` after a warm-up)."""
-    fn()
-    best = min(_timed(fn) for _ in range(repeats))
-    return n_pairs / best
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def metric_throughput() -> list[tuple[str, str]]:
-    """psnr + ssim + l1 on batches of pairs: nvsbench against torchmetrics, pyiqa and scikit-image."""
-    return _throughput_at(128, 64) + _throughput_at(256, 16)
-
-
-def _throughput_at(size: int, n: int) -> list[tuple[str, str]]:
-    import numpy as np
-    import pyiqa
-    import torch
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-    from torchmetrics.functional.image import peak_signal_noise_ratio as tm_psnr
-    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
-
-    from bench.metrics.image import l1, psnr, ssim
-
-    g = torch.Generator().manual_seed(0)
-    target = torch.rand(n, 3, size, size, generator=g)
-    pred = (target + 0.1 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1)
-    pred_np, target_np = pred.permute(0, 2, 3, 1).numpy(), target.permute(0, 2, 3, 1).numpy()
-    piqa_psnr = pyiqa.create_metric("psnr", device="cpu", test_y_channel=False)
-    piqa_ssim = pyiqa.create_metric("ssim", device="cpu", test_y_channel=False)
-
-    def ours():
-        psnr(pred, target), ssim(pred, target), l1(pred, target)
-
-    def torchmetrics():
-        for i in range(n):  # per-image values, as the harness stores them
-            p, t = pred[i : i + 1], target[i : i + 1]
-            tm_psnr(p, t, data_range=1.0), tm_ssim(p, t, data_range=1.0), (p - t).abs().mean()
-
-    def torchmetrics_batched():
-        tm_psnr(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
-        tm_ssim(pred, target, data_range=1.0, reduction="none"), (pred - target).abs().flatten(1).mean(1)
-
-    def iqa():
-        piqa_psnr(pred, target), piqa_ssim(pred, target), (pred - target).abs().flatten(1).mean(1)
-
-    def skimage():
-        for p, t in zip(pred_np, target_np):
-            peak_signal_noise_ratio(t, p, data_range=1.0)
-            structural_similarity(t, p, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=2)
-            np.abs(p - t).mean()
-
-    rates = {name: _rate(fn, n) for name, fn in (("nvsbench (batched)", ours), ("torchmetrics (per image)", torchmetrics),
-                                                ("torchmetrics (batched)", torchmetrics_batched),
-                                                ("pyiqa (batched)", iqa), ("scikit-image (per image)", skimage))}
-    rows = []
-    for name, rate in rates.items():
-        ratio = "" if name.startswith("nvsbench") else f" (nvsbench is {rates['nvsbench (batched)'] / rate:.1f}x)"
-        rows.append((f"psnr+ssim+l1 at {size}x{size}, {name}", f"{rate:.0f} pairs/s{ratio}"))
-    return rows
-
-
-def pipeline_forward() -> list[tuple[str, str]]:
-    """Forward time per sample (one source, one target) of every shipped stage pipeline, and renderer rays/s."""
-    import torch
-
-    from bench.cameras import look_at
-    from bench.pipeline import build_stage_pipeline, load_pipeline_doc
-    from bench.registry import yaml_names
-    from bench.types import BASE_FIELDS
-
-    rows = []
-    for name, path in yaml_names("pipelines").items():
-        doc, cfg = load_pipeline_doc(path)
-        if cfg.stages is None:
-            continue
-        pipeline = build_stage_pipeline(doc, cfg, BASE_FIELDS | {"source_depth", "source_mask"}, load_weights=False).eval()
-        for size in (64, 128):
-            K = torch.tensor([[[size * 1.025, 0, (size - 1) / 2], [0, size * 1.025, (size - 1) / 2], [0, 0, 1]]])
-            state = {"source_image": torch.rand(1, 1, 3, size, size), "source_depth": torch.full((1, 1, size, size), 1.4),
-                     "source_mask": torch.ones(1, 1, size, size, dtype=torch.bool), "source_K": K[:, None],
-                     "source_cam2world": look_at(torch.tensor([[1.4, 0.3, 0.5]]))[:, None], "target_K": K[:, None],
-                     "target_cam2world": look_at(torch.tensor([[1.2, -0.6, 0.6]]))[:, None], "target_size": torch.tensor([size, size]),
-                     "near": torch.tensor([0.5]), "far": torch.tensor([2.5]), "background": torch.ones(3), "seed": torch.tensor([0])}
-            with torch.no_grad():
-                pipeline.forward_train(state)
-                seconds = min(_timed(lambda: pipeline.forward_train(state)) for _ in range(3))  # noqa: B023 - called at once
-            rays = f", {size * size / seconds:.0f} rays/s" if any(type(m).__name__.endswith("VolumeRenderer") for m in pipeline.modules()) else ""
-            rows.append((f"{name} forward at {size}x{size}, 1 sample", f"{seconds * 1000:.0f} ms{rays}"))
-    return rows
-
-
-def synth_rate() -> list[tuple[str, str]]:
-    from bench.data.synth import generate_objects
-
-    rows = []
-    for size in (64, 128):
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            generate_objects(Path(tmp) / "objs", objects=8, views=24, size=size)
-            rows.append((f"synthetic objects at {size}x{size} (8 x 24 views)", f"{8 * 24 / (time.perf_counter() - start):.0f} views/s"))
-    return rows
-
-
-def quickstart() -> list[tuple[str, str]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        data, out = Path(tmp) / "data", Path(tmp) / "out"
-        start = time.perf_counter()
-        subprocess.run([str(NVSBENCH), "run", "suites/quickstart.yaml", "--data-root", str(data), "--out", str(out), "--no-progress"],
-                       cwd=ROOT, check=True, capture_output=True)
-        cold = time.perf_counter() - start
-        start = time.perf_counter()
-        subprocess.run([str(NVSBENCH), "run", "suites/quickstart.yaml", "--data-root", str(data), "--out", str(out / "again"), "--no-progress"],
-                       cwd=ROOT, check=True, capture_output=True)
-        warm = time.perf_counter() - start
-    return [("quickstart run incl. data generation", f"{cold:.1f} s"), ("quickstart run, data reused, fresh results", f"{warm:.1f} s")]
-
-
-def main() -> None:
-    sections = {"CLI start time": cli_start_time, "Point rasterizer (oracle_reproject)": point_rasterizer,
-                "Metric throughput (CPU, 2 threads)": metric_throughput,
-                "Pipeline forward time (CPU, untrained weights)": pipeline_forward,
-                "Synthetic data generation": synth_rate, "Quickstart": quickstart}
-    lines = ["# Benchmark results", "", f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
-             f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}.",
-             "Regenerate with `.venv/bin/python benchmarks/run_all.py`.", ""]
-    for title, fn in sections.items():
-        lines += [f"## {title}", "", "| measurement | value |", "|---|---|"]
-        lines += [f"| {name} | {value} |" for name, value in fn()]
-        lines.append("")
-    (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+        table = section.run(args.quick)
+        stamp = (f"_Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}, load average {load} at start, "
+                 f"{time.perf_counter() - start:.0f} s{', QUICK sizes' if args.quick else ''}._")
+        done[section.name] = render(section, table, stamp)
+        print(done[section.name], flush=True)
+    if out is not None:
+        previous = out.read_text() if args.only and out.is_file() else ""
+        out.write_text(header(args.note) + "\n" + merge(previous, done))
+        print(f"wrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

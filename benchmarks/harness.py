@@ -1,0 +1,168 @@
+"""Benchmarks of ``nvsbench`` as a program: start-up, harness overhead against a hand-written loop,
+peak memory against the number of samples, speed-up with two processes, and the quickstart."""
+
+from __future__ import annotations
+
+import json
+import pstats
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from common import NVSBENCH, PYTHON, ROOT, Child, Table, nvsbench_run, objects_set, run_child, summary, wall, write_suite
+
+LOOP = Path(__file__).resolve().parent / "loop.py"
+OVERHEAD_TARGET = 1.15  # issue 7: `nvsbench run` at most 1.15x the hand-written loop
+MEMORY_TARGET = 1.10  # issue 7: peak RSS on 10N samples within 10 % of that on N
+#: Runner functions whose cumulative time the overhead profile reports (they are where a harness can lose time).
+HARNESS_FUNCTIONS = ("runner.py:run", "runner.py:score_pipelines", "runner.py:batches", "runner.py:load", "base.py:check_view",
+                     "runner.py:collate", "runner.py:predict_and_score", "runner.py:check_prediction", "evaluate.py:score_samples",
+                     "evaluate.py:call_pairs", "store.py:write", "runner.py:sample_geometry", "visuals.py:save_visual",
+                     "runner.py:summarize")
+
+
+def cli_start_time(quick: bool) -> Table:
+    repeats = 2 if quick else 7
+    return Table.pairs([(f"`nvsbench {' '.join(args)}` wall, median of {repeats}", f"{wall([str(NVSBENCH), *args], repeats, None):.3f} s")
+                        for args in (["--help"], ["list", "metrics"], ["list", "pipelines"])])
+
+
+def _mean_gap(harness: dict, loop: dict) -> float:
+    """Largest relative difference between the harness's and the loop's metric means."""
+    return max(abs(harness["results"]["identity"][m]["mean"] - v) / max(abs(v), 1e-12) for m, v in loop["means"].items())
+
+
+def harness_overhead(quick: bool) -> Table:
+    objects, views = (10, 21) if quick else (40, 251)
+    root = objects_set(objects, views)
+    repeats = 1 if quick else 3
+    harness: list[tuple[Child, dict]] = []
+    loop: list[tuple[Child, dict]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        suite = write_suite(Path(tmp), root)
+        for i in range(repeats):  # interleaved, so a change in machine load hits both alike
+            out = Path(tmp) / f"out{i}"
+            harness.append((run_child(nvsbench_run(suite, out, "--pipeline", "identity")).check("nvsbench run"), summary(out)))
+            child = run_child([PYTHON, str(LOOP), str(root)]).check("benchmarks/loop.py")
+            loop.append((child, json.loads(child.stdout.splitlines()[-1])))
+        h_wall, l_wall = min(c.seconds for c, _ in harness), min(c.seconds for c, _ in loop)
+        h_in, l_in = min(s["meta"]["wall_time_s"] for _, s in harness), min(r["seconds"] for _, r in loop)
+        ratio_wall, ratio_in = h_wall / l_wall, h_in / l_in
+        n, n_loop = harness[0][1]["n_samples"], loop[0][1]["n"]
+        rows = [
+            [f"end-to-end wall (best of {repeats})", f"{h_wall:.2f} s", f"{l_wall:.2f} s", f"{ratio_wall:.3f}"],
+            ["excluding interpreter and import start-up", f"{h_in:.2f} s", f"{l_in:.2f} s", f"{ratio_in:.3f}"],
+            ["start-up (end-to-end minus the above)", f"{h_wall - h_in:.2f} s", f"{l_wall - l_in:.2f} s", ""],
+            ["per sample, excluding start-up", f"{h_in / n * 1000:.2f} ms", f"{l_in / n_loop * 1000:.2f} ms", ""],
+            ["peak RSS", f"{harness[0][0].peak_mib:.0f} MiB", f"{loop[0][0].peak_mib:.0f} MiB", ""],
+            ["minor page faults (pages newly mapped, imports included)", f"{harness[0][0].minor_faults:,}",
+             f"{loop[0][0].minor_faults:,}", ""],
+        ]
+        met = max(ratio_wall, ratio_in) <= OVERHEAD_TARGET
+        notes = [
+            f"{n} samples (identity, psnr + ssim + l1, batch 8, 64x64, {objects} objects x {views} views), OMP_NUM_THREADS=1 for both.",
+            f"Same samples and values: loop n = {n_loop}, largest relative difference of the metric means "
+            f"{_mean_gap(harness[0][1], loop[0][1]):.1e}.",
+            f"Target: at most {OVERHEAD_TARGET}x -> {'met' if met else 'NOT met'} (end-to-end {ratio_wall:.3f}x, "
+            f"excluding start-up {ratio_in:.3f}x).",
+        ]
+        if not met:
+            notes += profile_notes(nvsbench_run(suite, Path(tmp) / "profiled", "--pipeline", "identity"), Path(tmp) / "run.prof")
+    return Table(["measure", "nvsbench run", "hand-written loop", "ratio"], rows, notes)
+
+
+def profile_notes(run_cmd: list[str], prof: Path, top: int = 8) -> list[str]:
+    """Profile ``nvsbench run`` under cProfile: the functions with the most own time, and the harness's functions."""
+    args = run_cmd[1:]  # drop the nvsbench executable: run ``python -m cProfile -m bench ARGS``
+    run_child([PYTHON, "-m", "cProfile", "-o", str(prof), "-m", "bench", *args]).check("cProfile nvsbench run")
+    stats = pstats.Stats(str(prof))
+    entries = stats.stats  # {(file, line, function): (calls, primitive calls, own time, cumulative time, callers)}
+    total = max(ct for _, _, _, ct, _ in entries.values())
+
+    def label(key: tuple) -> str:
+        return f"{Path(key[0]).name}:{key[2]}"
+
+    own = sorted(entries.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    notes = [f"cProfile of the run ({total:.1f} s under the profiler), most own time: "
+             + "; ".join(f"{label(k)} {v[2]:.2f} s" for k, v in own) + "."]
+    harness = {label(k): v[3] for k, v in entries.items() if label(k) in HARNESS_FUNCTIONS and "bench" in k[0]}
+    ranked = sorted(harness.items(), key=lambda kv: -kv[1])
+    notes.append("Cumulative time in harness functions: " + "; ".join(f"{k} {v:.2f} s" for k, v in ranked) + ".")
+    return notes
+
+
+def memory(quick: bool) -> Table:
+    sizes = [(1, 21), (10, 21)] if quick else [(4, 251), (40, 251)]
+    imports = run_child([PYTHON, "-c", "import bench.runner, bench.stages.basic, bench.data.srn, bench.metrics.image"]).check("imports")
+    rows, peaks = [["imports only (bench.runner and what identity uses)", "0", f"{imports.peak_mib:.0f} MiB", ""]], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for objects, views in sizes:
+            suite = write_suite(Path(tmp), objects_set(objects, views), name=f"mem{objects}")
+            out = Path(tmp) / f"out{objects}"
+            child = run_child(nvsbench_run(suite, out, "--pipeline", "identity")).check("nvsbench run")
+            n = summary(out)["n_samples"]
+            peaks.append((n, child.peak_mib))
+            rows.append([f"`nvsbench run` identity, {objects} objects x {views} views", str(n), f"{child.peak_mib:.0f} MiB",
+                         f"{child.peak_mib - imports.peak_mib:+.0f} MiB"])
+    (n1, p1), (n2, p2) = peaks
+    ratio = p2 / p1
+    notes = [f"{n2 / n1:.0f}x the samples: peak RSS {ratio:.3f}x ({(p2 - p1) / (n2 - n1) * 1000:+.1f} MiB per 1000 samples); "
+             f"target at most {MEMORY_TARGET:.2f}x -> {'met' if ratio <= MEMORY_TARGET else 'NOT met'}."]
+    return Table(["run", "samples", "peak RSS", "above imports"], rows, notes)
+
+
+def multiprocess(quick: bool) -> Table:
+    objects, views = (2, 9) if quick else (4, 81)
+    root = objects_set(objects, views)
+    one, two_threads, two_procs = "1 process x 1 thread", "1 process x 2 threads", "2 processes x 1 thread"
+    configs = [(one, 1, []), (two_threads, 2, []), (two_procs, 1, ["--launcher", "torchrun", "--nproc-per-node", "2"])]
+    rows, walls, results = [], {}, {}
+    notes = [f"genvs_render with its checkpoint on {objects} objects x {views - 1} targets at 64x64, batch 8; "
+             "2 processes: `nvsbench run ... --launcher torchrun --nproc-per-node 2`."]
+    with tempfile.TemporaryDirectory() as tmp:
+        suite = write_suite(Path(tmp), root)
+        for i, (label, threads, extra) in enumerate(configs):
+            out = Path(tmp) / f"out{i}"
+            child = run_child(nvsbench_run(suite, out, "--pipeline", "genvs_render", *extra), threads=threads)
+            if child.code != 0:
+                rows.append([label, "failed", "", "", ""])
+                notes.append(f"{label}: exit code {child.code}: {_last_message(child.stderr)}")
+                continue
+            walls[label], results[label] = child.seconds, summary(out)
+            speed_up = f"{walls[one] / child.seconds:.2f}x" if one in walls else ""
+            rows.append([label, f"{child.seconds:.1f} s", f"{results[label]['meta']['wall_time_s']:.1f} s", speed_up,
+                         _same_as(results[label], results.get(one))])
+    if two_threads in walls and two_procs in walls:
+        notes.append(f"2 processes x 1 thread against 1 process x 2 threads: {walls[two_threads] / walls[two_procs]:.2f}x.")
+    return Table(["configuration", "end-to-end wall", "in-process wall", "speed-up", "results"], rows, notes)
+
+
+def _same_as(result: dict, reference: dict | None) -> str:
+    """``n`` and psnr mean of a genvs_render summary, and whether they equal the reference run's."""
+    n, psnr = result["n_samples"], result["results"]["genvs_render"]["psnr"]["mean"]
+    text = f"n {n}, psnr {psnr:.4f}"
+    if reference is None:
+        return text
+    same = n == reference["n_samples"] and abs(psnr - reference["results"]["genvs_render"]["psnr"]["mean"]) <= 1e-6 * abs(psnr)
+    return f"{text} ({'same' if same else 'DIFFERENT'})"
+
+
+def _last_message(stderr: str) -> str:
+    """The last line of ``stderr`` with text in it, without the box drawing of typer's error panels."""
+    lines = [ln.strip(" │╭╮╰╯─") for ln in stderr.splitlines()]
+    return next((ln for ln in reversed(lines) if any(c.isalnum() for c in ln)), "no message")
+
+
+def quickstart(quick: bool) -> Table:
+    limit = ["--limit", "8"] if quick else []
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "data", Path(tmp) / "out"
+        times = []
+        for folder in (out, out / "again"):
+            start = time.perf_counter()
+            subprocess.run(nvsbench_run(ROOT / "suites" / "quickstart.yaml", folder, "--data-root", str(data), *limit),
+                           cwd=ROOT, check=True, capture_output=True)
+            times.append(time.perf_counter() - start)
+    what = "quickstart run" + (" (--limit 8)" if quick else "")
+    return Table.pairs([(f"{what} incl. data generation", f"{times[0]:.1f} s"), (f"{what}, data reused, fresh results", f"{times[1]:.1f} s")])
