@@ -16,10 +16,14 @@ class Adapter:
     """An external method behind one interface. Register with ``@bench.registry.register_adapter``.
 
     The constructor takes the typed ``params:`` of the pipeline YAML. ``requires`` names
-    optional suite fields it needs (``source_depth``, ``source_mask``).
+    optional suite fields it needs (``source_depth``, ``source_mask``). ``outputs`` names the
+    :class:`~bench.types.Prediction` fields it fills (``image`` and any of ``depth``, ``seg``,
+    ``poses``); a suite's metrics on other fields are then reported as not applicable rather
+    than failing every sample. None (the default) means undeclared: every metric is tried.
     """
 
     requires: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[tuple[str, ...] | None] = None
 
     def load(self, device: str) -> None:
         """Load weights and move to ``device``; called once before the first sample."""

@@ -34,7 +34,7 @@ from bench.checkpoint import load_checkpoint, sha256_of
 from bench.config import Doc, apply_overrides, build, load_yaml
 from bench.errors import ConfigError
 from bench.registry import registry, resolve_yaml, yaml_names
-from bench.types import Prediction, Sample
+from bench.types import PREDICTION_FIELDS, Prediction, Sample
 
 
 @dataclass
@@ -61,6 +61,7 @@ class StagePipeline(nn.Module):
     def __init__(self, name: str, stages: list[nn.Module], digest: str, model_digest: str, provided: set[str]):
         super().__init__()
         self.name, self.digest, self.model_digest, self.provided = name, digest, model_digest, provided
+        self.outputs: frozenset[str] | None = frozenset(f for f in PREDICTION_FIELDS if f"pred_{f}" in provided)
         self.stages = nn.ModuleList(stages)
         self.checkpoint: dict | None = None  # {"path", "sha256"} of the weights loaded
 
@@ -77,7 +78,7 @@ class StagePipeline(nn.Module):
     @torch.no_grad()
     def predict_batch(self, samples: list[Sample], state: dict[str, Tensor]) -> list[Prediction]:
         state = self.forward_train(state)
-        optional = {name: state.get(f"pred_{name}") for name in ("depth", "seg", "poses")}
+        optional = {name: state.get(f"pred_{name}") for name in PREDICTION_FIELDS[1:]}
         return [
             Prediction(state["pred_image"][i], **{k: v[i] if v is not None else None for k, v in optional.items()})
             for i in range(len(samples))
@@ -89,6 +90,7 @@ class AdapterPipeline:
 
     def __init__(self, name: str, adapter: Adapter, digest: str):
         self.name, self.adapter, self.digest = name, adapter, digest
+        self.outputs: frozenset[str] | None = None if adapter.outputs is None else frozenset(adapter.outputs)
         self.checkpoint: dict | None = None
 
     def load(self, device: str) -> None:

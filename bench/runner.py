@@ -32,7 +32,8 @@ from tqdm import tqdm
 from bench import distributed
 from bench.data.base import check_same_size, check_view
 from bench.errors import ConfigError
-from bench.metrics.evaluate import score_samples
+from bench.metrics.base import Metric
+from bench.metrics.evaluate import not_predicted, score_samples
 from bench.metrics.stats import aggregate, paired_p_value, unit_values
 from bench.pipeline import Pipeline, load_pipeline
 from bench.registry import PROJECT_ROOT, load_adapters
@@ -247,6 +248,12 @@ class BatchResult:
         self.predictions.update(other.predictions)
 
 
+def scorable_metrics(suite: Suite, pipeline: Pipeline) -> dict[str, Metric]:
+    """The suite's metrics that apply to what ``pipeline`` predicts (no depth metrics for a pipeline
+    without depth: those are reported as not applicable, not as a failure of every sample)."""
+    return {name: m for name, m in suite.metrics.items() if not_predicted(m, pipeline.outputs) is None}
+
+
 def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, opts: RunOptions) -> BatchResult:
     """Run one batch; on an exception, rerun sample by sample to pin the failure on its sample."""
     try:
@@ -259,7 +266,7 @@ def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, o
         for s in samples:
             result.extend(predict_and_score(pipeline, [s], suite, opts))
         return result
-    scores, failures = score_samples(samples, checked, suite.metrics, suite.config.metric_options)
+    scores, failures = score_samples(samples, checked, scorable_metrics(suite, pipeline), suite.config.metric_options)
     if suite.config.radius_bins:
         labels = {s.id: radius_label(s, suite.config.radius_bins) for s in samples}
         for sc in scores:
@@ -322,8 +329,9 @@ def summarize(
         reason = metric.unavailable()
         units: dict[str, dict[str, float]] = {}
         for p in pipelines:
-            if reason:
-                results[p.name][name] = {"unavailable": reason, "higher_is_better": metric.higher_is_better}
+            why = reason or not_predicted(metric, p.outputs)
+            if why:
+                results[p.name][name] = {"unavailable": why, "higher_is_better": metric.higher_is_better}
                 continue
             stored = store.scores(run_key(suite, p, opts.seed), name, ids)
             entry = aggregate(metric, stored.samples, stored.scenes, stored.values, stored.stats, opts.seed, per_scene)
@@ -462,7 +470,6 @@ def plan_work(store: Store, out: Path, suite: Suite, pipelines: list[Pipeline], 
     """Rank 0: merge the shards of interrupted distributed runs, then list per pipeline the batches of
     samples missing a metric under its run key (resume)."""
     distributed.merge_shards(store, out)
-    needed = set(suite.metrics)
     size = suite.config.batch_size
     grid = [specs[i : i + size] for i in range(0, len(specs), size)]
     todo = {}
@@ -470,6 +477,7 @@ def plan_work(store: Store, out: Path, suite: Suite, pipelines: list[Pipeline], 
         key = run_key(suite, pipeline, seed)
         store.register_run(key, pipeline.name, {"pipeline_digest": pipeline.digest, "seed": seed})
         covered = store.covered(key)
+        needed = set(scorable_metrics(suite, pipeline))
         missing = [[s.id for s in chunk if not ("predict" in covered.get(s.id, ()) or needed <= covered.get(s.id, set()))] for chunk in grid]
         todo[pipeline.name] = [ids for ids in missing if ids]
     return Plan(distributed.new_job_id(), todo)

@@ -102,3 +102,7 @@ class Prediction:
     depth: Tensor | None = None
     seg: Tensor | None = None
     poses: Tensor | None = None
+
+
+#: Fields of a :class:`Prediction`, the required one first; a stage pipeline fills ``f`` from state field ``pred_<f>``.
+PREDICTION_FIELDS = ("image", "depth", "seg", "poses")

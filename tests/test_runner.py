@@ -248,9 +248,53 @@ def test_depth_and_masked_metrics_in_a_run(cli, tmp_path, objects_root):
     oracle = s["results"]["oracle_reproject"]
     # holes of the splat have depth 0 where the target sees the object: scored as misses
     assert oracle["abs_rel"]["n"] == N_SAMPLES and oracle["delta1"]["mean"] > 0.5
-    assert s["results"]["identity"]["abs_rel"]["n"] == 0
-    assert sum("predicts no depth" in f["error"] for f in s["failures"]["identity"]) == 2 * N_SAMPLES
     assert s["results"]["identity"]["psnr_masked"]["n"] == N_SAMPLES
+
+
+GREY_ADAPTER = '''
+import torch
+from bench.adapter import Adapter
+from bench.registry import register_adapter
+from bench.types import Prediction
+
+
+@register_adapter("grey")
+class Grey(Adapter):
+    outputs = ("image",)
+
+    def predict(self, sample):
+        return Prediction(torch.full((len(sample.targets), 1, 3, *sample.targets[0].size), 0.5))
+
+
+@register_adapter("grey_undeclared")
+class GreyUndeclared(Grey):
+    outputs = None
+'''
+
+
+def test_metrics_on_a_field_the_pipeline_does_not_predict_are_not_applicable(cli, tmp_path, objects_root, monkeypatch):
+    """identity (a stage pipeline without pred_depth) and an adapter declaring ``outputs = ("image",)`` get
+    'predicts no depth' for depth metrics, no failures, and a rerun has nothing left to do; an adapter that
+    declares nothing is tried, and each sample fails."""
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "adapters" / "grey.py").write_text(GREY_ADAPTER)
+    suite = write_suite(tmp_path, objects_root, metrics="metrics: [psnr, abs_rel]")
+    args = ("run", suite, "--out", tmp_path / "out", "--no-progress", "--adapters", tmp_path / "adapters")
+    pipes = ("--pipeline", "identity", "--pipeline", "grey", "--pipeline", "grey_undeclared")
+    code, stdout, err = cli(*args, *pipes)
+    assert code == 0, err
+    s = _summary(tmp_path / "out")
+    for name in ("identity", "grey"):
+        assert s["results"][name]["abs_rel"]["unavailable"] == "predicts no depth"
+        assert s["results"][name]["psnr"]["n"] == N_SAMPLES and s["failures"][name] == []
+    assert "predicts no depth" in stdout
+    undeclared = s["failures"]["grey_undeclared"]
+    assert len(undeclared) == N_SAMPLES and all(f["error"] == "abs_rel: the pipeline predicts no depth" for f in undeclared)
+    calls = []
+    original = StagePipeline.predict_batch
+    monkeypatch.setattr(StagePipeline, "predict_batch", lambda self, b, st: calls.append(len(b)) or original(self, b, st))
+    assert cli(*args, "--pipeline", "identity")[0] == 0
+    assert calls == []
 
 
 def test_metric_needing_ground_truth_the_suite_lacks(cli, tmp_path, objects_root):

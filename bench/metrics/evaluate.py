@@ -24,6 +24,13 @@ GT_FIELD = {"image": "image", "distribution": "image", "depth": "depth", "segmen
 READER_FIELD = {"depth": "source_depth", "segmentation": "source_seg"}
 
 
+def not_predicted(metric: Metric, outputs: frozenset[str] | None) -> str | None:
+    """Why a pipeline producing the Prediction fields ``outputs`` cannot be scored on ``metric``
+    (e.g. "predicts no depth"), or None; ``outputs`` None (undeclared) is never refused."""
+    field_ = PRED_FIELD[metric.family]
+    return None if outputs is None or field_ in outputs else f"predicts no {field_}"
+
+
 def required_reader_fields(metric: Metric) -> set[str]:
     """Reader fields (``source_depth``, ``source_mask``, ``source_seg``) a metric's ground truth needs."""
     out = {READER_FIELD[metric.family]} if metric.family in READER_FIELD else set()
