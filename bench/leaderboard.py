@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import ctypes
 import hashlib
 import json
 import math
@@ -674,6 +675,18 @@ def render_site(results: list[Result], published: list[Published], site: Path) -
     return site / "index.html"
 
 
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``, glibc 2.28+,
+    see renameat2(2)): a reader sees the old site or the new one, never none. False where the system
+    or the file system cannot (then nothing happened)."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 def _check_out(out: Path) -> None:
     """Refuse to replace anything but an absent or empty folder or a site built here."""
     if out.exists() and not (out.is_dir() and ((out / MARKER).is_file() or not any(out.iterdir()))):
@@ -700,13 +713,15 @@ def build_site(results_dirs: list[Path], out: Path, published: Path | None = Non
     tmp.mkdir()
     try:
         render_site(results, rows, tmp)
-        if out.exists():
+        if not out.exists():
+            os.replace(tmp, out)
+        elif exchange_paths(tmp, out):  # tmp now holds the old site
+            shutil.rmtree(tmp)
+        else:  # no atomic exchange here: two renames, with an instant without a site between them
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
             os.replace(tmp, out)
             shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -336,6 +336,28 @@ def test_build_replaces_only_a_site_and_leaves_no_temporary_folder(tmp_path):
     assert not (tmp_path / "site2").exists()
 
 
+def test_a_rebuild_swaps_the_site_in_one_step(tmp_path, monkeypatch):
+    """The old site is exchanged for the new one atomically (the folder ``out`` never goes missing), and
+    without renameat2 the two-rename fallback gives the same result."""
+    from bench import leaderboard
+
+    assert leaderboard.exchange_paths(a := tmp_path / "a", b := tmp_path / "b") is False  # neither exists: nothing happens
+    a.mkdir(), b.mkdir(), (a / "x").touch()
+    assert leaderboard.exchange_paths(a, b) and (b / "x").exists() and not (a / "x").exists()
+    res, out = make_results(tmp_path / "res"), tmp_path / "site"
+    build_site([res], out)
+    first = out.stat().st_ino
+    renames = []
+    real_replace = leaderboard.os.replace
+    monkeypatch.setattr(leaderboard.os, "replace", lambda src, dst: renames.append(dst) or real_replace(src, dst))
+    build_site([res, res], out)
+    assert renames == [] and out.stat().st_ino != first and (out / "suite-srn_cars-2.html").is_file()
+    monkeypatch.setattr(leaderboard, "exchange_paths", lambda a, b: False)
+    build_site([res], out)
+    assert renames[-1] == out and not (out / "suite-srn_cars-2.html").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "res", "site"]
+
+
 def test_published_file_needs_its_source_columns(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("dataset,method,value\nx,y,1\n")
