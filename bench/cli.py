@@ -82,6 +82,9 @@ def run(
     """Evaluate pipelines on a suite; print mean, 95 % CI and n; write summary.json and results.sqlite."""
     if nproc_per_node != 1 and launcher is not Launcher.torchrun:
         raise ConfigError("--nproc-per-node needs --launcher torchrun")
+    from bench.allocator import keep_freed_memory
+
+    keep_freed_memory()  # tensor buffers freed per batch stay in the heap instead of being faulted in again (bench/allocator.py)
     from bench.registry import resolve_yaml
     from bench.runner import RunOptions, format_table, load_run
     from bench.runner import run as run_suite

@@ -88,6 +88,13 @@ class Store:
         try:
             self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             self._set_wal()
+            # In WAL mode, synchronous=NORMAL skips the fsync at each commit and syncs the WAL only at checkpoints.
+            # FULL, the default, waits for one per batch: 0.7 ms here, 1.4-2.8 ms on a loaded machine, against ~4 ms
+            # for all the rest of a batch of 8 identity samples at 64x64. A commit stays atomic and durable against a
+            # crash or kill of the process (the OS holds the written pages), so each batch is still all-or-nothing;
+            # only a power loss or an OS crash can roll back the last committed batches (never corrupt the file), and
+            # a rerun scores them again. SQLite docs: "PRAGMA synchronous", "Write-Ahead Logging".
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self._ensure_schema()
         except BaseException:
             self.db.close()

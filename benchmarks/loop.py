@@ -6,8 +6,10 @@ source view 0 and every other view a target, with nothing else: the same reader
 (:mod:`bench.metrics.image`), batches of 8, and the mean of each metric over samples. No
 results database, bootstrap, checks or image grids.
 
-Usage: ``python benchmarks/loop.py DATASET_ROOT``; prints one JSON line
-``{"n": samples, "means": {metric: mean}, "seconds": wall after imports}``.
+Usage: ``python benchmarks/loop.py DATASET_ROOT [--keep-freed-memory]``; prints one JSON line
+``{"n": samples, "means": {metric: mean}, "seconds": wall after imports}``. With
+``--keep-freed-memory`` the loop first sets the malloc thresholds ``nvsbench run`` sets
+(:func:`bench.allocator.keep_freed_memory`), as a user could in their own loop.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from bench.allocator import keep_freed_memory
 from bench.data.srn import SRNReader
 from bench.metrics.image import l1, psnr, ssim
 
@@ -44,4 +47,6 @@ def evaluate(root: Path) -> dict:
 
 
 if __name__ == "__main__":
+    if "--keep-freed-memory" in sys.argv[2:]:
+        keep_freed_memory()
     print(json.dumps(evaluate(Path(sys.argv[1]))))

@@ -38,7 +38,8 @@ SECTIONS = [
             "`nvsbench run` with the `identity` pipeline on a synthetic SRN-layout set against `benchmarks/loop.py`, a hand-written "
             "loop with the same reader (PNG decode included), the same psnr/ssim/l1 functions and batches of 8, but no results "
             "database, checks, bootstrap or image grids. Each is a fresh process; wall is measured around the process, the second "
-            "row inside it (harness: `meta.wall_time_s` of summary.json; loop: its own timer after imports).", harness.harness_overhead),
+            "row inside it (harness: `meta.wall_time_s` of summary.json, which stops where the summary starts; loop: its own timer "
+            "after imports).", harness.harness_overhead),
     Section("metric_throughput", "Metric throughput",
             "psnr + ssim + l1 on the same random pairs, in process, 2 torch threads: nvsbench's batched metrics against "
             "torchmetrics, pyiqa and scikit-image (best of 3 after a warm-up).", compute.metric_throughput),

@@ -8,6 +8,7 @@ metric (with ``reduce``) keeps the sample's rows of statistics; its per-sample v
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,24 +66,67 @@ def call_pairs(metric: Metric, pred: Tensor, target: Tensor, mask: Tensor | None
     return metric.fn(pred, target)
 
 
-def _pairs(metric: Metric, sample: Sample, pred: Prediction) -> tuple[Tensor, Tensor, Tensor | None]:
-    """The (pred, target, mask) pairs of one sample, flattened over targets and draws."""
-    p = getattr(pred, PRED_FIELD[metric.family])
-    if p is None:
-        raise ValueError(f"the pipeline predicts no {PRED_FIELD[metric.family]}")
-    g = torch.stack([getattr(v, GT_FIELD[metric.family]) for v in sample.targets]).to(p.device)  # (T, ...)
-    if metric.family == "pose" and len(sample.targets) > 1:
-        from bench.metrics.pose import ordered_pairs
+@dataclass
+class Pairs:
+    """A batch's (pred, target, mask) pairs for one metric family, flattened over samples, targets and draws.
 
+    ``counts[k]`` consecutive pairs belong to sample ``owners[k]`` (its index in the batch); ``errors``
+    holds ``(index, why)`` for each sample that has none (its prediction lacks the field compared).
+    """
+
+    pred: Tensor | None
+    target: Tensor | None
+    mask: Tensor | None
+    owners: list[int]
+    counts: list[int]
+    errors: list[tuple[int, str]]
+
+
+def gather_pairs(metric: Metric, samples: list[Sample], preds: list[Prediction]) -> Pairs:
+    """The pairs of every sample of a batch for ``metric``'s family, each tensor built with one stack or cat.
+
+    A sample's prediction (T, D, ...) pairs with its T targets' ground truth, each repeated D times;
+    the pairs of a multi-camera pose sample are all ordered camera pairs (:func:`bench.metrics.pose.ordered_pairs`).
+    """
+    field_ = PRED_FIELD[metric.family]
+    owners, errors, predicted = [], [], []
+    for i, p in enumerate(preds):
+        value = getattr(p, field_)
+        if value is None:
+            errors.append((i, f"the pipeline predicts no {field_}"))
+        else:
+            owners.append(i)
+            predicted.append(value)
+    if not owners:
+        return Pairs(None, None, None, [], [], errors)
+    device = predicted[0].device
+    targets = [v for i in owners for v in samples[i].targets]
+    gt = torch.stack([getattr(v, GT_FIELD[metric.family]) for v in targets]).to(device)  # (sum of T, ...)
+    if metric.family == "pose" and any(len(samples[i].targets) > 1 for i in owners):
+        pred, target, counts = _pose_pairs(predicted, gt.split([len(samples[i].targets) for i in owners]))
+        return Pairs(pred, target, None, owners, counts, errors)
+    draws = [p.shape[1] for p in predicted]
+    repeats = [d for i, d in zip(owners, draws) for _ in samples[i].targets]  # each target's ground truth, once per draw
+
+    def per_draw(x: Tensor) -> Tensor:
+        return x if max(draws) == 1 else x.repeat_interleave(torch.tensor(repeats, device=device), dim=0)
+
+    mask = per_draw(torch.stack([v.mask for v in targets]).to(device)) if metric.needs_mask else None
+    pred = torch.cat([p.flatten(0, 1) for p in predicted])
+    return Pairs(pred, per_draw(gt), mask, owners, [p.shape[0] * p.shape[1] for p in predicted], errors)
+
+
+def _pose_pairs(predicted: list[Tensor], gts: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, list[int]]:
+    """Pose pairs of multi-camera samples, every ordered pair of cameras per draw: (pred, target, pairs per sample)."""
+    from bench.metrics.pose import ordered_pairs
+
+    preds, targets, counts = [], [], []
+    for p, g in zip(predicted, gts):
         pairs = [ordered_pairs(p[:, d]) for d in range(p.shape[1])]
-        return torch.cat(pairs), ordered_pairs(g).repeat(len(pairs), 1, 1), None
-    draws = p.shape[1]
-    gt = g[:, None].expand(-1, draws, *g.shape[1:]).flatten(0, 1)
-    mask = None
-    if metric.needs_mask:
-        m = torch.stack([v.mask for v in sample.targets]).to(p.device)
-        mask = m[:, None].expand(-1, draws, *m.shape[1:]).flatten(0, 1)
-    return p.flatten(0, 1), gt, mask
+        preds += pairs
+        targets.append(ordered_pairs(g).repeat(len(pairs), 1, 1))
+        counts.append(sum(len(x) for x in pairs))
+    return torch.cat(preds), torch.cat(targets), counts
 
 
 def _consistency_rows(metric: Metric, pred: Prediction, sample: Sample) -> Tensor:
@@ -95,8 +139,12 @@ def _consistency_rows(metric: Metric, pred: Prediction, sample: Sample) -> Tenso
     ])
 
 
-def _sample_score(metric: Metric, name: str, sample: Sample, rows: Tensor) -> Score:
-    rows = rows.detach().double().cpu()
+def _sample_score(metric: Metric, name: str, sample: Sample, rows: Tensor | float) -> Score:
+    """One sample's :class:`Score` from its rows of the metric's output; a float is a mean-type metric's only value."""
+    if isinstance(rows, float):
+        if not math.isfinite(rows):
+            raise ValueError(f"{name} is not finite: {[rows]}")
+        return Score(sample.id, sample.spec.scene, name, rows)
     if not torch.isfinite(rows).all():
         raise ValueError(f"{name} is not finite: {rows.flatten()[:8].tolist()}")
     if metric.reduce is None:
@@ -109,39 +157,37 @@ def _sample_score(metric: Metric, name: str, sample: Sample, rows: Tensor) -> Sc
 def score_samples(
     samples: list[Sample], preds: list[Prediction], metrics: dict[str, Metric], options: MetricOptions
 ) -> tuple[list[Score], list[tuple[str, str, str]]]:
-    """Score a batch: per-sample :class:`Score` s, and failures as (sample, metric, error)."""
+    """Score a batch: per-sample :class:`Score` s, and failures as (sample, metric, error).
+
+    The pairs of a family (e.g. every image metric's) are gathered once per batch and each metric is one
+    call on all of them. Per pair of a 64x64 batch, stacking and splitting per sample and metric cost
+    more than psnr and l1 themselves.
+    """
     scores: list[Score] = []
     failures: list[tuple[str, str, str]] = []
+    gathered: dict[tuple[str, bool], Pairs] = {}
     for name, metric in metrics.items():
         if metric.unavailable():
             continue
-        rows: dict[int, Tensor] = {}
         try:
             if metric.family == "consistency":
-                rows = {i: _consistency_rows(metric, p, s) for i, (s, p) in enumerate(zip(samples, preds))}
+                owners = list(range(len(samples)))
+                rows: list[Tensor | float] = [_consistency_rows(metric, p, s).detach().double().cpu() for s, p in zip(samples, preds)]
             else:
-                gathered, owners = [], []
-                for i, (s, p) in enumerate(zip(samples, preds)):
-                    try:
-                        gathered.append(_pairs(metric, s, p))
-                        owners.append(i)
-                    except ValueError as exc:
-                        failures.append((s.id, name, str(exc)))
-                if gathered:
-                    counts = [g[0].shape[0] for g in gathered]
-                    masks = [g[2] for g in gathered]
-                    out = call_pairs(
-                        metric,
-                        torch.cat([g[0] for g in gathered]),
-                        torch.cat([g[1] for g in gathered]),
-                        torch.cat(masks) if metric.needs_mask else None,
-                        options,
-                    )
-                    rows = dict(zip(owners, out.split(counts)))
+                key = (metric.family, metric.needs_mask)
+                if key not in gathered:
+                    gathered[key] = gather_pairs(metric, samples, preds)
+                pairs = gathered[key]
+                failures += [(samples[i].id, name, why) for i, why in pairs.errors]
+                owners, rows = pairs.owners, []
+                if owners:
+                    out = call_pairs(metric, pairs.pred, pairs.target, pairs.mask, options).detach().double().cpu()
+                    one_each = metric.reduce is None and out.dim() == 1 and all(c == 1 for c in pairs.counts)
+                    rows = out.tolist() if one_each else list(out.split(pairs.counts))  # one value each: floats, no tensor per sample
         except Exception as exc:  # noqa: BLE001 - a metric error fails this batch's samples, not the run
             failures += [(s.id, name, f"{type(exc).__name__}: {exc}") for s in samples]
             continue
-        for i, r in rows.items():
+        for i, r in zip(owners, rows):
             try:
                 scores.append(_sample_score(metric, name, samples[i], r))
             except ValueError as exc:

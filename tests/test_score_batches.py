@@ -1,0 +1,118 @@
+"""The batched parts of the run loop against independent per-sample computations: scoring a batch
+(pairs gathered once per metric family), the bootstrap CI against scipy.stats.bootstrap, camera
+checks on Python floats, and the malloc settings of `nvsbench run`."""
+
+from __future__ import annotations
+
+import math
+import platform
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+from bench.allocator import keep_freed_memory
+from bench.data.base import rotation_defect
+from bench.metrics.evaluate import MetricOptions, score_samples
+from bench.metrics.image import l1, psnr, psnr_masked
+from bench.metrics.pose import ordered_pairs, rot_err_deg
+from bench.metrics.stats import bootstrap_ci
+from bench.runner import check_prediction
+from bench.types import Prediction, Sample, SampleSpec, View
+
+H = W = 12
+
+
+def _camera(seed: int) -> torch.Tensor:
+    """A random rigid cam2world (4, 4), float32."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    c2w = torch.eye(4, dtype=torch.float64)
+    c2w[:3, :3], c2w[:3, 3] = q * torch.sign(torch.linalg.det(q)), torch.randn(3, generator=g, dtype=torch.float64)
+    return c2w.float()
+
+
+def _batch(targets: int, draws: int, seed: int) -> tuple[list[Sample], list[Prediction]]:
+    """Four samples of ``targets`` target views each and predictions with ``draws`` draws (image, poses)."""
+    g = torch.Generator().manual_seed(seed)
+    K = torch.tensor([[10.0, 0, 6], [0, 10, 6], [0, 0, 1]])
+    samples, preds = [], []
+    for b in range(4):
+        views = [View(f"v{t}", torch.rand(3, H, W, generator=g), K, _camera(seed + 10 * b + t), mask=torch.rand(H, W, generator=g) > 0.4)
+                 for t in range(targets)]
+        samples.append(Sample(SampleSpec(f"s{b}", "scene", ("src",), tuple(v.id for v in views)), [views[0]], views))
+        poses = torch.stack([torch.stack([_camera(100 + seed + 10 * b + t + 3 * d) for d in range(draws)]) for t in range(targets)])
+        preds.append(Prediction(torch.rand(targets, draws, 3, H, W, generator=g), poses=poses))
+    return samples, preds
+
+
+def _expected(fn, sample: Sample, pred: Prediction, masked: bool = False) -> float:
+    """A sample's value scored alone: the mean of ``fn`` over its (target, draw) pairs, one pair per call."""
+    values = [float(fn(pred.image[t, d][None], v.image[None], *([v.mask[None]] if masked else [])))
+              for t, v in enumerate(sample.targets) for d in range(pred.image.shape[1])]
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize("targets, draws", [(1, 1), (1, 3), (2, 2)])
+def test_batched_image_scores_equal_scoring_each_sample_alone(targets, draws):
+    samples, preds = _batch(targets, draws, seed=targets * 10 + draws)
+    metrics = {"psnr": psnr, "l1": l1, "psnr_masked": psnr_masked}
+    scores, failures = score_samples(samples, preds, metrics, MetricOptions())
+    assert not failures and len(scores) == 12
+    for sc in scores:
+        i = int(sc.sample[1:])
+        expected = _expected(metrics[sc.metric].fn, samples[i], preds[i], masked=sc.metric == "psnr_masked")
+        assert sc.value == pytest.approx(expected, rel=1e-5)
+
+
+def test_batched_pose_scores_use_every_ordered_camera_pair_of_each_sample():
+    samples, preds = _batch(targets=3, draws=2, seed=7)
+    scores, failures = score_samples(samples, preds, {"rot_err_deg": rot_err_deg}, MetricOptions())
+    assert not failures and [s.sample for s in scores] == ["s0", "s1", "s2", "s3"]
+    for sc, sample, pred in zip(scores, samples, preds):
+        gt = ordered_pairs(torch.stack([v.cam2world for v in sample.targets]))  # 6 pairs of 3 cameras
+        per_draw = [rot_err_deg.fn(ordered_pairs(pred.poses[:, d]), gt) for d in range(2)]
+        assert sc.value == pytest.approx(float(torch.cat(per_draw).double().mean()), rel=1e-6)
+
+
+def test_a_sample_without_the_field_or_with_nan_fails_alone():
+    samples, preds = _batch(targets=1, draws=1, seed=3)
+    preds[1] = Prediction(preds[1].image, poses=None)  # no poses: fails the pose metric only
+    preds[2].image[0, 0, 0, 0, 0] = float("nan")  # psnr of sample 2 is NaN: fails psnr only
+    scores, failures = score_samples(samples, preds, {"psnr": psnr, "rot_err_deg": rot_err_deg}, MetricOptions())
+    assert failures == [("s2", "psnr", "psnr is not finite: [nan]"), ("s1", "rot_err_deg", "the pipeline predicts no poses")]
+    assert {(s.sample, s.metric) for s in scores} == {("s0", "psnr"), ("s1", "psnr"), ("s3", "psnr"),
+                                                       ("s0", "rot_err_deg"), ("s2", "rot_err_deg"), ("s3", "rot_err_deg")}
+
+
+@pytest.mark.parametrize("n", [2, 7, 400, 3001])
+@pytest.mark.parametrize("seed", [0, 5])
+def test_bootstrap_ci_equals_scipy_to_the_bit(n, seed):
+    values = np.random.default_rng(n).normal(20.0, 3.0, n)
+    ref = sps.bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                        rng=np.random.default_rng(seed)).confidence_interval
+    assert bootstrap_ci(values, seed) == (float(ref.low), float(ref.high))
+
+
+def test_rotation_defect_of_scaled_rotation_and_reflection():
+    r = _camera(1)[:3, :3].double()
+    error, det = rotation_defect(1.1 * r)  # (sR)ᵀ(sR) − I = (s² − 1) I; det = s³
+    assert error == pytest.approx(0.21, abs=1e-6) and det == pytest.approx(1.331, abs=1e-6)
+    assert rotation_defect(r @ torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)))[1] == pytest.approx(-1.0)
+    r[1, 2] = float("nan")
+    assert all(math.isnan(x) for x in rotation_defect(r))
+
+
+def test_check_prediction_keeps_an_in_range_image_and_clamps_rounding():
+    sample = _batch(targets=1, draws=1, seed=0)[0][0]
+    pred = Prediction(torch.full((1, 1, 3, H, W), 0.25))
+    assert check_prediction(pred, sample) is pred  # nothing to clamp: no copy
+    pred.image[0, 0, 0, 0, 0] = 1 + 5e-5
+    checked = check_prediction(pred, sample)
+    assert float(checked.image.max()) == 1.0 and float(pred.image.max()) > 1.0  # clamped copy, the pipeline's tensor untouched
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_malloc_thresholds_are_accepted_by_glibc():
+    assert keep_freed_memory()  # mallopt returns 0 for a parameter or value it refuses
