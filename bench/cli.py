@@ -74,6 +74,7 @@ def run(
     adapters: AdaptersOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     visuals: Annotated[int, typer.Option(min=0, help="Save image grids of the first N samples in OUT/visuals/.")] = 8,
+    prefetch: Annotated[int, typer.Option(min=0, help="Batches loaded ahead by a background thread (0: none).")] = 2,
     launcher: Annotated[
         Launcher, typer.Option(help="torchrun: rerun this command under torchrun on this machine, one process per --nproc-per-node.")
     ] = Launcher.none,
@@ -89,7 +90,7 @@ def run(
     from bench.runner import RunOptions, format_table, load_run
     from bench.runner import run as run_suite
 
-    opts = RunOptions(pipeline, data_root, out, limit, device.value, seed, set_ or [], adapters or [], progress, visuals)
+    opts = RunOptions(pipeline, data_root, out, limit, device.value, seed, set_ or [], adapters or [], progress, visuals, prefetch)
     suite_path = resolve_yaml("suites", suite, "suite")
     if launcher is Launcher.torchrun:
         load_run(suite_path, opts)  # a config error is reported here, once, before any process starts

@@ -18,12 +18,15 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from queue import Full, Queue
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -61,6 +64,10 @@ class RunOptions:
     adapter_dirs: list[Path] = field(default_factory=list)
     progress: bool = True
     visuals: int = 8  # the first N samples also get an image grid in OUT/visuals/<pipeline>/
+    prefetch: int = 2  # batches loaded ahead by a background thread (0: load in the main thread)
+
+
+T = TypeVar("T")
 
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -513,19 +520,80 @@ def score_pipelines(
         key, data_key = run_key(suite, pipeline, opts.seed), suite.data_digest()
         pipeline.load(opts.device)
         with tqdm(total=n_mine, desc=pipeline.name, unit="sample", disable=not (opts.progress and ctx.main), file=sys.stderr) as bar:
-            for chunk in mine:
-                unreadable: list[tuple[str, str, str]] = []  # samples whose files fail to load: recorded, retried by a rerun
-                for batch in batches(chunk, loader, suite.config.batch_size, unreadable):  # split further only where sizes change
-                    result = predict_and_score(pipeline, batch, suite, opts)
-                    for sample in batch:
-                        if sample.id in visual_ids and sample.id in result.predictions:
-                            save_visual(out / VISUALS / pipeline.name / visual_name(sample.id), sample, result.predictions[sample.id])
-                    geometry = (data_key, sample_geometry(batch))
-                    writer.write(key, pipeline.name, result.scores, result.failures, geometry)
-                    bar.update(len(batch))
-                if unreadable:
+            for batch, unreadable in prefetched(load_chunks(mine, loader, suite.config.batch_size), opts.prefetch):
+                if unreadable:  # samples whose files fail to load: recorded, retried by a rerun
                     writer.write(key, pipeline.name, [], unreadable)
                     bar.update(len(unreadable))
+                    continue
+                result = predict_and_score(pipeline, batch, suite, opts)
+                for sample in batch:
+                    if sample.id in visual_ids and sample.id in result.predictions:
+                        save_visual(out / VISUALS / pipeline.name / visual_name(sample.id), sample, result.predictions[sample.id])
+                geometry = (data_key, sample_geometry(batch))
+                writer.write(key, pipeline.name, result.scores, result.failures, geometry)
+                bar.update(len(batch))
+
+
+def load_chunks(
+    chunks: list[list[SampleSpec]], loader: SampleLoader, size: int
+) -> Iterator[tuple[list[Sample], list[tuple[str, str, str]]]]:
+    """The loaded batches of each chunk (split further only where sizes change), as ``(batch, [])``, then
+    the chunk's unreadable samples, if any, as ``([], [(sample id, "load", error), ...])``."""
+    for chunk in chunks:
+        unreadable: list[tuple[str, str, str]] = []
+        for batch in batches(chunk, loader, size, unreadable):
+            yield batch, []
+        if unreadable:
+            yield [], unreadable
+
+
+def prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
+    """``items``, produced up to ``depth`` ahead by a background thread (0: in the caller's thread).
+
+    Loading a batch is mostly PNG decoding, which releases the GIL, so it overlaps with the
+    pipeline and the metrics of the previous batch on a second core, as a ``torch.utils.data``
+    DataLoader's workers would, without their processes. Order is kept; an exception of the
+    producer is raised here; closing the generator early stops the thread.
+    """
+    if depth <= 0:
+        yield from items
+        return
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def offer(entry: tuple) -> bool:
+        """Put ``entry`` once there is room; False if the consumer stopped first (it reads no more)."""
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+            offer((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            offer((done, exc))
+
+    thread = threading.Thread(target=produce, name="nvsbench-loader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = queue.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _p_cell(entry: dict) -> str:

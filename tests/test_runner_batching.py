@@ -40,3 +40,52 @@ def test_collate_refuses_samples_with_different_view_counts():
     """2, 1 and 3 sources would reshape to 3 x 2 without the check, silently giving a sample another's view."""
     with pytest.raises(ValueError, match="different numbers of sources"):
         collate([_sample("a", [1, 2], [9]), _sample("b", [3], [9]), _sample("c", [4, 5, 6], [9])], SUITE, 0, "cpu")
+
+
+def test_prefetched_keeps_order_raises_and_stops():
+    import threading
+    import time
+
+    from bench.runner import prefetched
+
+    assert list(prefetched(iter(range(50)), 2)) == list(range(50)) == list(prefetched(iter(range(50)), 0))
+
+    def failing():
+        yield 1
+        yield 2
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in prefetched(failing(), 3):
+            got.append(item)
+    assert got == [1, 2]  # the items before the failure arrive first
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    stream = prefetched(iter(range(3)), 2)
+    assert next(stream) == 0
+    time.sleep(0.3)  # the producer has finished and waits to hand over its end marker
+    stream.close()  # the consumer stops (an error while it scored): the loader thread must not wait forever
+    assert not any(t.name == "nvsbench-loader" for t in threading.enumerate())
+    stream = prefetched(endless(), 2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()  # the consumer stops early: the loader thread ends instead of blocking on a full queue
+    assert not any(t.name == "nvsbench-loader" for t in threading.enumerate())
+    assert len(produced) <= 3 + 2 + 2  # at most depth ahead, plus the one in hand
+
+
+def test_prefetch_does_not_change_results(cli, tiny_suite, tmp_path):
+    import json
+
+    for depth in ("0", "3"):
+        code, _, err = cli("run", tiny_suite, "--out", tmp_path / depth, "--no-progress", "--prefetch", depth)
+        assert code == 0, err
+    a, b = (json.loads((tmp_path / d / "summary.json").read_text())["results"] for d in ("0", "3"))
+    assert a == b
