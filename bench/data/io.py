@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +24,42 @@ def read_text(path: Path, what: str = "file", hint: str = "") -> str:
         raise ConfigError(f"cannot read {what} {path}: {exc}") from None
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_damage(data: bytes) -> str | None:
+    """What is wrong with a PNG's chunk structure, or None when every chunk's CRC-32 matches and
+    the file ends at its ``IEND`` chunk (PNG specification, section 5.3: length, type, data, CRC of
+    type + data). Without this, a flipped bit in the compressed pixel data can decode without an
+    error into different pixels (measured on label PNGs)."""
+    view, pos = memoryview(data), len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        length = int.from_bytes(view[pos : pos + 4], "big")
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        kind = bytes(view[pos + 4 : pos + 8])
+        if zlib.crc32(view[pos + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
+            return f"CRC mismatch in chunk {kind.decode('latin-1')!r} at byte {pos}"
+        if kind == b"IEND":
+            return None
+        pos = end
+    return "truncated: no IEND chunk"
+
+
 def _open(path: Path) -> Image.Image:
     """The decoded image, or a ConfigError naming ``path`` for a missing, truncated or corrupt file.
 
-    ``verify()`` first checks the chunk checksums of a PNG: without it, a flipped bit in the
-    compressed pixel data can decode without an error into different pixels (measured on label
-    PNGs). It costs 4-8 % of the decode (measured at 640x360 and 128x128).
+    The file is read once; a PNG's chunk checksums are checked (:func:`png_damage`) before it is
+    decoded from memory (PIL's own ``verify()`` needs the file opened and parsed twice: reading 10,040
+    64x64 views took 2.2 s that way, 1.6 s this way, under cProfile).
     """
     try:
-        with Image.open(path) as probe:
-            probe.verify()
-        img = Image.open(path)
+        data = path.read_bytes()
+        damage = png_damage(data) if data.startswith(PNG_SIGNATURE) else None
+        if damage:
+            raise ConfigError(f"cannot decode image {path}: {damage}")
+        img = Image.open(io.BytesIO(data))
         img.load()
     except FileNotFoundError:
         raise ConfigError(f"file not found: {path}") from None

@@ -17,6 +17,7 @@ orthonormal is checked for every reader by :func:`bench.data.base.check_view`.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -74,6 +75,7 @@ class SRNReader(Reader):
         self.provides = frozenset(f for f, on in (("source_depth", depth), ("source_mask", mask)) if on)
         self.with_depth, self.with_mask = depth, mask
         self._scenes: list[str] | None = None
+        self._intrinsics = functools.lru_cache(maxsize=64)(read_intrinsics)  # one file per object, read for each of its views
 
     def _object_folder(self) -> Path:
         folder = self.root / self.split if self.split else self.root
@@ -103,7 +105,8 @@ class SRNReader(Reader):
         obj = self.folder / scene
         image_path, intrinsics_path = obj / "rgb" / f"{view_id}.png", obj / "intrinsics.txt"
         image = read_rgb(image_path)
-        K, (h, w) = read_intrinsics(intrinsics_path)
+        K, (h, w) = self._intrinsics(intrinsics_path)
+        K = K.clone()  # the cached tensor is shared by the object's views
         H, W = image.shape[-2:]
         if (H, W) != (h, w):
             if round(h * W / w) != H:  # not the same picture at another resolution: K cannot be scaled to it
