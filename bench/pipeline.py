@@ -62,6 +62,7 @@ class StagePipeline(nn.Module):
         super().__init__()
         self.name, self.digest, self.model_digest, self.provided = name, digest, model_digest, provided
         self.outputs: frozenset[str] | None = frozenset(f for f in PREDICTION_FIELDS if f"pred_{f}" in provided)
+        self.needs = frozenset(field_ for stage in stages for field_ in getattr(stage, "requires", ()))  # the state it reads
         self.stages = nn.ModuleList(stages)
         self.checkpoint: dict | None = None  # {"path", "sha256"} of the weights loaded
 
@@ -91,6 +92,7 @@ class AdapterPipeline:
     def __init__(self, name: str, adapter: Adapter, digest: str):
         self.name, self.adapter, self.digest = name, adapter, digest
         self.outputs: frozenset[str] | None = None if adapter.outputs is None else frozenset(adapter.outputs)
+        self.needs: frozenset[str] = frozenset()  # an adapter reads the Sample, not the batched state
         self.checkpoint: dict | None = None
 
     def load(self, device: str) -> None:

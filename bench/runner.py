@@ -138,13 +138,15 @@ class SampleLoader:
         return Sample(spec, sources, targets)
 
 
-def collate(samples: list[Sample], suite: Suite, seed: int, device: str) -> dict[str, Tensor]:
+def collate(samples: list[Sample], suite: Suite, seed: int, device: str, fields: frozenset[str] | None = None) -> dict[str, Tensor]:
     """The batched pipeline state (see :mod:`bench.types`); target images are left out.
 
     The samples must share their numbers of sources and of targets (as :func:`batches` groups them).
+    With ``fields``, only those are built (a pipeline's stages declare what they read: ``needs``).
     """
     r = suite.reader
     b = len(samples)
+    wanted = (lambda name: True) if fields is None else fields.__contains__
 
     def stack(views: str, attr: str) -> Tensor:  # (B, S or T, ...): one stack of every sample's views, then split by sample
         n = len(getattr(samples[0], views))
@@ -152,23 +154,21 @@ def collate(samples: list[Sample], suite: Suite, seed: int, device: str) -> dict
             raise ValueError(f"samples of one batch have different numbers of {views}")
         return torch.stack([getattr(v, attr) for s in samples for v in getattr(s, views)]).unflatten(0, (b, n)).to(device)
 
-    state = {
-        "source_image": stack("sources", "image"),
-        "source_K": stack("sources", "K"),
-        "source_cam2world": stack("sources", "cam2world"),
-        "target_K": stack("targets", "K"),
-        "target_cam2world": stack("targets", "cam2world"),
-        "target_size": torch.tensor(samples[0].targets[0].size, device=device),
-        "near": torch.full((b,), float(r.near), device=device),
-        "far": torch.full((b,), float(r.far), device=device),
-        "background": torch.tensor(r.background, dtype=torch.float32, device=device),
-        "seed": torch.tensor([sample_seed(seed, s.id) for s in samples], device=device),
+    build = {
+        "source_image": lambda: stack("sources", "image"),
+        "source_K": lambda: stack("sources", "K"),
+        "source_cam2world": lambda: stack("sources", "cam2world"),
+        "target_K": lambda: stack("targets", "K"),
+        "target_cam2world": lambda: stack("targets", "cam2world"),
+        "target_size": lambda: torch.tensor(samples[0].targets[0].size, device=device),
+        "near": lambda: torch.full((b,), float(r.near), device=device),
+        "far": lambda: torch.full((b,), float(r.far), device=device),
+        "background": lambda: torch.tensor(r.background, dtype=torch.float32, device=device),
+        "seed": lambda: torch.tensor([sample_seed(seed, s.id) for s in samples], device=device),
+        **({"source_depth": lambda: stack("sources", "depth")} if "source_depth" in r.provides else {}),
+        **({"source_mask": lambda: stack("sources", "mask")} if "source_mask" in r.provides else {}),
     }
-    if "source_depth" in r.provides:
-        state["source_depth"] = stack("sources", "depth")
-    if "source_mask" in r.provides:
-        state["source_mask"] = stack("sources", "mask")
-    return state
+    return {name: make() for name, make in build.items() if wanted(name)}
 
 
 def _shape_key(s: Sample) -> tuple:
@@ -268,7 +268,7 @@ def scorable_metrics(suite: Suite, pipeline: Pipeline) -> dict[str, Metric]:
 def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, opts: RunOptions) -> BatchResult:
     """Run one batch; on an exception, rerun sample by sample to pin the failure on its sample."""
     try:
-        preds = pipeline.predict_batch(samples, collate(samples, suite, opts.seed, opts.device))
+        preds = pipeline.predict_batch(samples, collate(samples, suite, opts.seed, opts.device, pipeline.needs))
         checked = [check_prediction(p, s) for p, s in zip(preds, samples)]
     except Exception as exc:  # noqa: BLE001 - any pipeline error is recorded, not fatal
         if len(samples) == 1:
