@@ -20,6 +20,14 @@ def objects_root(tmp_path_factory) -> Path:
     return generate_objects(tmp_path_factory.mktemp("objs") / "objs", objects=3, views=6, size=32, radius=(1.3, 1.5), seed=0)
 
 
+def write_adapters(folder: Path, **modules: str) -> Path:
+    """A folder for ``--adapters`` holding one ``<name>.py`` per keyword (its source)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, source in modules.items():
+        (folder / f"{name}.py").write_text(source)
+    return folder
+
+
 def write_suite(folder: Path, root: Path, text: str = "", **replace: str) -> Path:
     """A small suite YAML over ``root``; ``text`` is appended, ``replace`` swaps whole lines by key."""
     lines = {

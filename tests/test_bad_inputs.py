@@ -72,7 +72,7 @@ from bench.errors import ConfigError
 from bench.runner import RANGE_TOLERANCE, SampleLoader, batches, check_prediction
 from bench.suite import load_suite
 from bench.types import Prediction, Sample, SampleSpec, View
-from tests.conftest import write_suite
+from tests.conftest import write_adapters, write_suite
 
 N_SAMPLES = 3 * 5  # the tiny suite: 3 objects x (6 views - source view 0)
 
@@ -447,9 +447,7 @@ class BadOutputs(Adapter):
 
 
 def test_bad_predictions_are_recorded_failures_in_a_run(cli, tiny_suite, tmp_path):
-    adapters = tmp_path / "adapters"
-    adapters.mkdir()
-    (adapters / "bad.py").write_text(BAD_OUTPUTS)
+    adapters = write_adapters(tmp_path / "adapters", bad=BAD_OUTPUTS)
     out = tmp_path / "out"
     code, stdout, err = cli("run", tiny_suite, "--adapters", adapters, "--pipeline", "bad_outputs", "--out", out, "--no-progress")
     assert code == 0, err

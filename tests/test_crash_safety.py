@@ -18,7 +18,7 @@ import pytest
 
 from bench.runner import write_json_atomic
 from bench.store import Store
-from tests.conftest import write_suite
+from tests.conftest import write_adapters, write_suite
 from tests.test_distributed import N_SAMPLES, comparable, stored, summary
 
 SLOW_COPY = '''
@@ -56,10 +56,7 @@ class SlowCopy(Adapter):
 
 @pytest.fixture
 def adapters(tmp_path) -> Path:
-    folder = tmp_path / "adapters"
-    folder.mkdir()
-    (folder / "slow_copy.py").write_text(SLOW_COPY)
-    return folder
+    return write_adapters(tmp_path / "adapters", slow_copy=SLOW_COPY)
 
 
 def child_env(delay: float, **extra: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bench.pipeline import StagePipeline
-from tests.conftest import PROJECT, write_suite
+from tests.conftest import PROJECT, write_adapters, write_suite
 
 N_SAMPLES = 3 * 5  # 3 objects x (6 views - 1 source)
 
@@ -131,10 +131,7 @@ class Flaky(Adapter):
 
 @pytest.fixture
 def adapter_dir(tmp_path) -> Path:
-    folder = tmp_path / "my_adapters"
-    folder.mkdir()
-    (folder / "flaky.py").write_text(ADAPTERS)
-    return folder
+    return write_adapters(tmp_path / "my_adapters", flaky=ADAPTERS)
 
 
 def test_adapter_failures_are_recorded_and_the_run_goes_on(cli, tiny_suite, tmp_path, adapter_dir):
@@ -276,8 +273,7 @@ def test_metrics_on_a_field_the_pipeline_does_not_predict_are_not_applicable(cli
     """identity (a stage pipeline without pred_depth) and an adapter declaring ``outputs = ("image",)`` get
     'predicts no depth' for depth metrics, no failures, and a rerun has nothing left to do; an adapter that
     declares nothing is tried, and each sample fails."""
-    (tmp_path / "adapters").mkdir()
-    (tmp_path / "adapters" / "grey.py").write_text(GREY_ADAPTER)
+    write_adapters(tmp_path / "adapters", grey=GREY_ADAPTER)
     suite = write_suite(tmp_path, objects_root, metrics="metrics: [psnr, abs_rel]")
     args = ("run", suite, "--out", tmp_path / "out", "--no-progress", "--adapters", tmp_path / "adapters")
     pipes = ("--pipeline", "identity", "--pipeline", "grey", "--pipeline", "grey_undeclared")
