@@ -108,10 +108,10 @@ def _vgg16_features(path: Path, device: str) -> nn.Module:
     """torchvision VGG16's ``features[:23]`` (built alone, without the classifier) with weights read from ``path``."""
     from torchvision.models.vgg import cfgs, make_layers
 
-    from bench.metrics.perceptual import _load_state_dict
+    from bench.checkpoint import load_checkpoint
 
     net = make_layers(cfgs["D"])[: VGG_LAYERS[-1] + 1]
-    state = {k.removeprefix("features."): v for k, v in _load_state_dict(path).items() if k.startswith("features.")}
+    state = {k.removeprefix("features."): v for k, v in load_checkpoint(path, mmap=True).items() if k.startswith("features.")}
     net.load_state_dict({k: v for k, v in state.items() if int(k.split(".")[0]) <= VGG_LAYERS[-1]})
     return net.eval().requires_grad_(False).to(device)
 

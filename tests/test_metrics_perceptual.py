@@ -184,7 +184,7 @@ def test_lpips_builds_once_and_chunks(weights, monkeypatch):
     x, y = _images(5, 3, 32), _images(5, 4, 32)
     whole = P.lpips_alex(x, y)
     loads = []
-    monkeypatch.setattr(P, "_load_state_dict", lambda path: loads.append(path))
+    monkeypatch.setattr(P, "load_checkpoint", lambda path, mmap: loads.append(path))
     monkeypatch.setattr(P, "CHUNK", 2)
     assert torch.allclose(P.lpips_alex(x, y), whole, rtol=1e-5, atol=1e-7)
     assert loads == []  # cached after the first call
@@ -195,13 +195,13 @@ def test_offline_flags_are_set_while_building(weights, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
     seen = []
-    real = P._load_state_dict
+    real = P.load_checkpoint
 
-    def spy(path):
+    def spy(path, mmap):
         seen.append((P.os.environ.get("HF_HUB_OFFLINE"), P.os.environ.get("TRANSFORMERS_OFFLINE")))
-        return real(path)
+        return real(path, mmap=mmap)
 
-    monkeypatch.setattr(P, "_load_state_dict", spy)
+    monkeypatch.setattr(P, "load_checkpoint", spy)
     P._build_lpips("alex", weights)
     assert seen == [("1", "1"), ("1", "1")]
     assert "HF_HUB_OFFLINE" not in P.os.environ and P.os.environ["TRANSFORMERS_OFFLINE"] == "0"  # restored

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.checkpoint import load_checkpoint
 from bench.metrics.base import image_metric, metric
 
 WEIGHTS_ENV = "NVSBENCH_WEIGHTS"
@@ -107,13 +108,6 @@ def _offline() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _load_state_dict(path: Path) -> dict[str, Tensor]:
-    """Tensors only (``weights_only=True``, :func:`bench.checkpoint.load_checkpoint`), memory-mapped when the format allows it."""
-    from bench.checkpoint import load_checkpoint
-
-    return load_checkpoint(path, mmap=True)
-
-
 def _take(sd: dict[str, Tensor], keys: dict[str, str], path: Path) -> dict[str, Tensor]:
     """``{our_key: sd[file_key]}``, with one error naming the file and every absent key.
 
@@ -135,10 +129,10 @@ def _build_lpips(net: str, folder: Path) -> nn.Module:
         model = _NoTrainLpips(pretrained=False, net=net, pnet_rand=True)  # torchvision weights=None, no linear file
         # The backbone is split into slices whose children keep their index in torchvision's
         # ``features``: ``slice2.3.weight`` is ``features.3.weight`` of the checkpoint.
-        sd = _load_state_dict(backbone_file)
+        sd = load_checkpoint(backbone_file, mmap=True)
         keys = {k: "features." + k.split(".", 1)[1] for k in model.net.state_dict()}
         model.net.load_state_dict(_take(sd, keys, backbone_file), strict=False)
-        sd = _load_state_dict(lin_file)
+        sd = load_checkpoint(lin_file, mmap=True)
         for i, lin in enumerate(model.lins):
             lin.load_state_dict(_take(sd, {k: f"lin{i}.{k}" for k in lin.state_dict()}, lin_file), strict=False)
     return model.eval().requires_grad_(False)
@@ -162,7 +156,7 @@ def _build_inception(folder: Path) -> nn.Module:
         model.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
         model.Mixed_7b = FIDInceptionE_1(1280)
         model.Mixed_7c = FIDInceptionE_2(2048)
-        sd = _load_state_dict(path)
+        sd = load_checkpoint(path, mmap=True)
         model.load_state_dict(_take(sd, {k: k for k in model.state_dict()}, path), strict=False)
     model.fc = nn.Identity()
     return model.eval().requires_grad_(False)
