@@ -96,6 +96,9 @@ class Store:
             # a rerun scores them again. SQLite docs: "PRAGMA synchronous", "Write-Ahead Logging".
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._ensure_schema()
+            # Whether a recorded load failure may need dropping (:meth:`_drop_fixed_load_failures`): most runs have none,
+            # and the check is skipped for their batches.
+            self._load_failures = self.db.execute("SELECT EXISTS (SELECT 1 FROM failures WHERE what = 'load')").fetchone()[0] == 1
         except BaseException:
             self.db.close()
             raise
@@ -173,12 +176,14 @@ class Store:
                 "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_key, pipeline, s.scene, s.group, s.sample, s.metric, s.value, _to_blob(s.stats)) for s in scores],
             )
-            self.db.executemany(
-                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", [(run_key, pipeline, *f) for f in failures]
-            )
+            failures = [(run_key, pipeline, *f) for f in failures]
+            if failures:
+                self.db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", failures)
+                self._load_failures = self._load_failures or any(f[3] == "load" for f in failures)
             if geometry is not None:
                 self._insert_samples(*geometry)
-            self._drop_fixed_load_failures()
+            if self._load_failures:
+                self._drop_fixed_load_failures()
 
     def write_samples(self, data_key: str, rows: Iterable[tuple]) -> None:
         """Record sample geometry rows (see :func:`bench.runner.sample_geometry`)."""

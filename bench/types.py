@@ -35,7 +35,10 @@ field                     shape                        meaning
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
+from typing import NamedTuple
 
 from torch import Tensor
 
@@ -72,6 +75,14 @@ class SampleSpec:
     target_views: tuple[str, ...]
 
 
+class CameraGeometry(NamedTuple):
+    """``angle_deg``: angle (degrees) of the relative rotation between a sample's first source and first
+    target camera orientations; ``radius``: the first target camera's distance from the world origin."""
+
+    angle_deg: float
+    radius: float
+
+
 @dataclass
 class Sample:
     """A loaded :class:`SampleSpec`. Pipelines see target cameras only, never target images."""
@@ -83,6 +94,17 @@ class Sample:
     @property
     def id(self) -> str:
         return self.spec.id
+
+    @cached_property
+    def geometry(self) -> CameraGeometry:
+        """The camera geometry of the first source and first target (see :class:`CameraGeometry`).
+
+        Computed on Python floats (float64): on two 4x4 matrices, torch calls cost more than the arithmetic.
+        """
+        src, tgt = self.sources[0].cam2world.tolist(), self.targets[0].cam2world.tolist()
+        trace = sum(src[i][j] * tgt[i][j] for i in range(3) for j in range(3))  # trace(R_src^T R_tgt)
+        angle = math.degrees(math.acos(min(1.0, max(-1.0, (trace - 1) / 2))))  # rotation angle of R_src^T R_tgt
+        return CameraGeometry(angle, math.hypot(tgt[0][3], tgt[1][3], tgt[2][3]))
 
 
 @dataclass
