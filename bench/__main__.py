@@ -1,5 +1,5 @@
 """``python -m bench`` is ``nvsbench`` (also the target of ``torchrun -m bench``)."""
 
-from bench.cli import main
+from bench.cli import entry
 
-main()
+entry()

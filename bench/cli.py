@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from enum import Enum
@@ -292,6 +293,22 @@ def main() -> None:
     except ConfigError as exc:
         typer.echo(f"nvsbench: error: {exc}", err=True)
         sys.exit(2)
+
+
+def entry() -> None:
+    """The ``nvsbench`` program (and ``python -m bench``): :func:`main`, then a quicker interpreter exit.
+
+    Before the interpreter shuts down, every object left is moved out of the garbage collector's
+    reach (``gc.freeze``): its final passes over the ~180,000 objects that importing torch creates took
+    0.36 s of a 0.54 s exit here. Objects are still freed by reference counting, atexit handlers run
+    and the standard streams are flushed; only objects held in reference cycles are left to the OS
+    (results, summaries and checkpoints are closed and renamed before this point). Tests call
+    :func:`main`, so their process keeps a normal collector.
+    """
+    try:
+        main()
+    finally:
+        gc.freeze()
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from bench.data.base import check_same_size, check_view
 from bench.errors import ConfigError
 from bench.metrics.base import Metric
 from bench.metrics.evaluate import not_predicted, score_samples
-from bench.metrics.stats import aggregate, paired_p_value, unit_values
+from bench.metrics.stats import PendingCIs, aggregate, paired_p_value, unit_values
 from bench.pipeline import Pipeline, load_pipeline
 from bench.registry import PROJECT_ROOT, load_adapters
 from bench.store import Store, StoredScores
@@ -330,6 +330,7 @@ def summarize(
     """The ``summary.json`` document, aggregated from the database rows of this run's samples."""
     ids = set(sample_ids)
     per_scene = suite.config.aggregate == "scene"
+    pending = PendingCIs(opts.seed)
     results: dict[str, dict] = {p.name: {} for p in pipelines}
     failures = {}
     for name, metric in suite.metrics.items():
@@ -341,15 +342,16 @@ def summarize(
                 results[p.name][name] = {"unavailable": why, "higher_is_better": metric.higher_is_better}
                 continue
             stored = store.scores(run_key(suite, p, opts.seed), name, ids)
-            entry = aggregate(metric, stored.samples, stored.scenes, stored.values, stored.stats, opts.seed, per_scene)
+            entry = aggregate(metric, stored.samples, stored.scenes, stored.values, stored.stats, opts.seed, per_scene, pending)
             if suite.config.radius_bins:
                 entry["by_radius"] = {
-                    label: aggregate(metric, *_columns(stored.subset([g == label for g in stored.groups])), opts.seed, per_scene)
+                    label: aggregate(metric, *_columns(stored.subset([g == label for g in stored.groups])), opts.seed, per_scene, pending)
                     for label in sorted(set(stored.groups))
                 }
             results[p.name][name] = entry
             units[p.name] = unit_values(stored.samples, stored.scenes, stored.values, per_scene)
         _mark_best(results, name, metric.higher_is_better, units)
+    pending.compute()
     for p in pipelines:
         failures[p.name] = [
             {"sample": f["sample"], "error": f"{f['what']}: {f['error']}"} for f in store.failures(run_key(suite, p, opts.seed), ids)

@@ -49,3 +49,19 @@ def test_cuda_without_a_gpu_is_a_clear_error(cli, tiny_suite, tmp_path):
         pytest.skip("this machine has a CUDA device")
     code, _, err = cli("run", tiny_suite, "--device", "cuda", "--out", tmp_path / "o", "--no-progress")
     assert code == 2 and "no CUDA device" in err
+
+
+def test_the_program_freezes_the_collector_before_exit_but_main_does_not(cli):
+    """``nvsbench`` (:func:`bench.cli.entry`) leaves the interpreter's exit fewer objects to collect; :func:`main`,
+    which tests call in-process, keeps this process's collector as it is."""
+    import gc
+    import subprocess
+    import sys
+
+    probe = ("import atexit, gc, sys; atexit.register(lambda: print('frozen', gc.get_freeze_count()));"
+             "sys.argv = ['nvsbench', 'list', 'metrics']; from bench.cli import entry; entry()")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert int(out.split("frozen ")[-1]) > 10_000  # every object alive at exit
+    before = gc.get_freeze_count()
+    assert cli("list", "metrics")[0] == 0
+    assert gc.get_freeze_count() == before

@@ -17,7 +17,7 @@ from bench.data.base import rotation_defect
 from bench.metrics.evaluate import MetricOptions, score_samples
 from bench.metrics.image import l1, psnr, psnr_masked
 from bench.metrics.pose import ordered_pairs, rot_err_deg
-from bench.metrics.stats import bootstrap_ci
+from bench.metrics.stats import bootstrap_ci, bootstrap_cis
 from bench.runner import check_prediction
 from bench.types import Prediction, Sample, SampleSpec, View
 
@@ -93,6 +93,21 @@ def test_bootstrap_ci_equals_scipy_to_the_bit(n, seed):
     ref = sps.bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
                         rng=np.random.default_rng(seed)).confidence_interval
     assert bootstrap_ci(values, seed) == (float(ref.low), float(ref.high))
+
+
+def test_bootstrap_cis_share_draws_yet_equal_scipy_per_array():
+    """Arrays of one length share their resample indices; each interval is still scipy's for that array alone,
+    whatever the other arrays (other lengths, constant values) in the call."""
+    rng = np.random.default_rng(4)
+    arrays = [rng.normal(20.0, 3.0, 300), rng.uniform(0, 1, 300), np.full(300, 0.5), rng.normal(0, 1, 41), rng.exponential(1.0, 300)]
+    cis = bootstrap_cis(arrays, seed=2)
+    for values, ci in zip(arrays, cis):
+        if np.ptp(values) == 0:
+            assert ci == (0.5, 0.5)
+            continue
+        ref = sps.bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                            rng=np.random.default_rng(2)).confidence_interval
+        assert ci == (float(ref.low), float(ref.high))
 
 
 def test_rotation_defect_of_scaled_rotation_and_reflection():
