@@ -6,14 +6,16 @@ source view 0 and every other view a target, with nothing else: the same reader
 (:mod:`bench.metrics.image`), batches of 8, and the mean of each metric over samples. No
 results database, bootstrap, checks or image grids.
 
-Usage: ``python benchmarks/loop.py DATASET_ROOT [--keep-freed-memory]``; prints one JSON line
+Usage: ``python benchmarks/loop.py DATASET_ROOT [--nvsbench-settings]``; prints one JSON line
 ``{"n": samples, "means": {metric: mean}, "seconds": wall after imports}``. With
-``--keep-freed-memory`` the loop first sets the malloc thresholds ``nvsbench run`` sets
-(:func:`bench.allocator.keep_freed_memory`), as a user could in their own loop.
+``--nvsbench-settings`` the process is set up as ``nvsbench`` sets up its own, as a user could
+do in their own loop: the malloc thresholds raised first (:func:`bench.allocator.keep_freed_memory`)
+and the garbage collector frozen before the interpreter exits (:func:`bench.cli.entry`).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -47,6 +49,9 @@ def evaluate(root: Path) -> dict:
 
 
 if __name__ == "__main__":
-    if "--keep-freed-memory" in sys.argv[2:]:
+    nvsbench_settings = "--nvsbench-settings" in sys.argv[2:]
+    if nvsbench_settings:
         keep_freed_memory()
     print(json.dumps(evaluate(Path(sys.argv[1]))))
+    if nvsbench_settings:
+        gc.freeze()

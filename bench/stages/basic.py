@@ -20,7 +20,7 @@ class CopySource(Stage):
     def forward(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         src = state["source_image"][:, 0]  # (B, 3, H, W)
         t = state["target_K"].shape[1]
-        return {"pred_image": src[:, None, None].expand(-1, t, 1, -1, -1, -1).clone()}
+        return {"pred_image": src[:, None, None].expand(-1, t, 1, -1, -1, -1)}  # a view: predictions are never written to
 
 
 class ConstantLabel(Stage):
