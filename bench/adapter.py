@@ -29,5 +29,9 @@ class Adapter:
         """Load weights and move to ``device``; called once before the first sample."""
 
     def predict(self, sample: Sample) -> Prediction:
-        """Predict ``sample``'s targets from its sources (target images are not to be read)."""
+        """Predict ``sample``'s targets from its sources (target images are not to be read).
+
+        The global random generators (torch, numpy, random) are seeded for each sample from the run
+        seed and the sample id before this call (:func:`bench.pipeline.seed_global_rngs`).
+        """
         raise NotImplementedError

@@ -22,10 +22,12 @@ that the pipeline provides ``pred_image``.
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -87,12 +89,18 @@ class StagePipeline(nn.Module):
 
 
 class AdapterPipeline:
-    """An :class:`Adapter` run sample by sample."""
+    """An :class:`Adapter` run sample by sample.
+
+    Before each sample, the global random generators (torch's on every device, numpy's legacy one,
+    Python's ``random``) are seeded with the sample's own seed (``state["seed"]``, from the run seed
+    and the sample id), so a stochastic method's draws for a sample do not depend on the samples
+    scored before it: a resumed run, or one spread over several processes, scores it the same.
+    """
 
     def __init__(self, name: str, adapter: Adapter, digest: str):
         self.name, self.adapter, self.digest = name, adapter, digest
         self.outputs: frozenset[str] | None = None if adapter.outputs is None else frozenset(adapter.outputs)
-        self.needs: frozenset[str] = frozenset()  # an adapter reads the Sample, not the batched state
+        self.needs: frozenset[str] = frozenset({"seed"})  # an adapter reads the Sample; of the batched state, only the seeds
         self.checkpoint: dict | None = None
 
     def load(self, device: str) -> None:
@@ -100,7 +108,18 @@ class AdapterPipeline:
 
     @torch.no_grad()
     def predict_batch(self, samples: list[Sample], state: dict[str, Tensor]) -> list[Prediction]:
-        return [self.adapter.predict(s) for s in samples]
+        preds = []
+        for sample, seed in zip(samples, state["seed"].tolist()):
+            seed_global_rngs(seed)
+            preds.append(self.adapter.predict(sample))
+        return preds
+
+
+def seed_global_rngs(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy's global generator and Python's ``random`` with ``seed``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
 
 
 Pipeline = StagePipeline | AdapterPipeline

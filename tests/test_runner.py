@@ -148,6 +148,46 @@ def test_adapter_failures_are_recorded_and_the_run_goes_on(cli, tiny_suite, tmp_
     assert "flaky" in stdout and "flaky.py" in stdout
 
 
+NOISY_ADAPTER = '''
+import random
+
+import numpy as np
+import torch
+from bench.adapter import Adapter
+from bench.registry import register_adapter
+from bench.types import Prediction
+
+
+@register_adapter("noisy")
+class Noisy(Adapter):
+    """A stochastic method drawing from the global generators of torch, numpy and random."""
+
+    def predict(self, sample):
+        t = sample.targets[0]
+        img = 0.5 * torch.rand(len(sample.targets), 1, 3, *t.size) + 0.25 * float(np.random.rand()) + 0.25 * random.random()
+        return Prediction(img)
+'''
+
+
+def test_a_stochastic_adapter_scores_a_sample_the_same_whatever_was_scored_before(cli, tiny_suite, tmp_path):
+    """The global generators are seeded per sample: a run resumed after 5 samples stores the values of one run."""
+    adapters = write_adapters(tmp_path / "adapters", noisy=NOISY_ADAPTER)
+    run = ("run", tiny_suite, "--adapters", adapters, "--pipeline", "noisy", "--no-progress")
+    assert cli(*run, "--out", tmp_path / "whole")[0] == 0
+    assert cli(*run, "--out", tmp_path / "resumed", "--limit", "5")[0] == 0
+    assert cli(*run, "--out", tmp_path / "resumed")[0] == 0
+
+    def values(out: Path) -> dict:
+        with sqlite3.connect(out / "results.sqlite") as db:
+            return {(s, m): v for s, m, v in db.execute("SELECT sample, metric, value FROM scores")}
+
+    whole = values(tmp_path / "whole")
+    assert len(whole) == 3 * N_SAMPLES and values(tmp_path / "resumed") == whole
+    assert len({v for (_, m), v in whole.items() if m == "l1"}) == N_SAMPLES  # draws differ between samples
+    assert cli(*run, "--out", tmp_path / "other_seed", "--seed", "1")[0] == 0
+    assert values(tmp_path / "other_seed") != whole
+
+
 def test_adapter_from_pipeline_yaml_with_typed_params(cli, tiny_suite, tmp_path, adapter_dir):
     pipe = tmp_path / "grey.yaml"
     pipe.write_text("name: grey\nadapter: flaky\nparams: {grey: white}\n")
