@@ -42,8 +42,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from bench.config import load_yaml
 from bench.errors import ConfigError
 from bench.registry import PROJECT_ROOT
 
@@ -205,11 +204,8 @@ def load_published(csv_path: Path, mapping_path: Path = PUBLISHED_SUITES) -> lis
 
 def _load_mapping(path: Path) -> tuple[dict[str, str], list[dict]]:
     """The ``metrics`` and ``suites`` of ``leaderboard/published_suites.yaml`` (see its header)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the published-results mapping: {exc}") from None
-    metrics, suites = (data or {}).get("metrics", {}), (data or {}).get("suites", [])
+    data = load_yaml(path).data  # the configs' loader: errors at file:line, aliases refused
+    metrics, suites = data.get("metrics", {}), data.get("suites", [])
     if not isinstance(metrics, dict) or not isinstance(suites, list):
         raise ConfigError(f"{path}: expected 'metrics:' (a mapping) and 'suites:' (a list)")
     for i, entry in enumerate(suites):

@@ -365,6 +365,14 @@ def test_published_file_needs_its_source_columns(tmp_path):
         load_published(bad)
 
 
+def test_suite_mapping_is_read_like_a_config(tmp_path):
+    """The mapping goes through the configs' loader: aliases are refused at file:line, before they expand."""
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("metrics: &m {PSNR: psnr}\nsuites: []\nagain: *m\n")
+    with pytest.raises(ConfigError, match=r"mapping.yaml:3"):
+        load_published(PUBLISHED_CSV, mapping)
+
+
 def test_shipped_published_results_and_their_suite_mapping():
     """The copy keeps the source columns; every mapping entry matches rows, a shipped suite and real metrics."""
     with PUBLISHED_CSV.open(newline="") as f:
