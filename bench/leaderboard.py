@@ -2,8 +2,8 @@
 
 :func:`build_site` (``nvsbench leaderboard build RESULTS_DIR... --out SITE_DIR``) reads what
 :mod:`bench.runner` stores in each folder -- ``summary.json``, ``results.sqlite`` (per-sample
-scores and per-sample geometry, :mod:`bench.store`) and ``visuals/<pipeline>/*.png``
-(:mod:`bench.visuals`) -- and writes
+scores and per-sample geometry, :mod:`bench.store`) and ``visuals/<pipeline>/<run key>/*.png``
+(:mod:`bench.visuals`; the run key of ``summary.json``) -- and writes
 
 - ``index.html``: every suite with its data, protocol, number of samples and of pipelines;
 - ``suite-<suite>.html``: one table per metric family, sorted by the suite's primary metric and
@@ -30,6 +30,7 @@ import base64
 import csv
 import ctypes
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -112,6 +113,10 @@ class Result:
 
     def entry(self, pipeline: str, metric: str) -> dict:
         return self.summary["results"].get(pipeline, {}).get(metric, {})
+
+    def failed_samples(self, pipeline: str) -> int:
+        """Distinct samples with a failure (the summary holds one record per sample and failing step or metric)."""
+        return len({f.get("sample") for f in self.summary.get("failures", {}).get(pipeline, [])})
 
 
 def load_result(folder: Path) -> Result:
@@ -322,7 +327,7 @@ def family_tables(result: Result, published: list[Published], pipeline_href: dic
     for family in (f for f in FAMILY_ORDER if f in families):
         columns = [_column(result, m) for m in families[family]]
         rows = [
-            Row(p, pipeline_href[p], [format_cell(result.entry(p, c.metric)) for c in columns], len(result.summary.get("failures", {}).get(p, [])))
+            Row(p, pipeline_href[p], [format_cell(result.entry(p, c.metric)) for c in columns], result.failed_samples(p))
             for p in result.pipelines
         ]
         ran = [c for c in columns if not c.unavailable]
@@ -562,9 +567,14 @@ def pipeline_page(result: Result, pipe: str) -> str:
 
 
 def copy_visuals(result: Result, pipe: str, site: Path) -> list[dict]:
-    """Copy the pipeline's sample grids into ``site/img/<suite>/<pipeline>/``; their site paths and captions."""
-    source = result.folder / "visuals" / pipe
-    if not source.is_dir():
+    """Copy the pipeline's sample grids of the run key in the summary (:func:`bench.visuals.visual_dir`;
+    grids of other configs run into the same folder are left out) into ``site/img/<suite>/<pipeline>/``;
+    their site paths and captions. None when the summary names no run key or one that is not a plain name."""
+    from bench.visuals import visual_dir  # here: importing the builder stays free of torch
+
+    key = str(result.meta.get("run_keys", {}).get(pipe, ""))
+    source = visual_dir(result.folder, pipe, key)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", key) or not source.is_dir():
         return []
     target = site / "img" / result.slug / slug(pipe)
     target.mkdir(parents=True, exist_ok=True)
@@ -625,12 +635,14 @@ def metric_summary(metric: str, entry: dict) -> dict:
 
 
 def _assign_slugs(results: list[Result]) -> None:
-    """Unique page slugs: a suite met twice (two results folders) gets -2, -3, ..."""
-    seen: dict[str, int] = {}
+    """Unique page slugs: a suite met again (another results folder) gets the first free of -2, -3, ...
+    (free of every slug taken so far and of every suite's own slug, so a suite named "a-2" keeps its name)."""
+    own = {slug(r.suite) for r in results}
+    used: set[str] = set()
     for r in results:
         base = slug(r.suite)
-        seen[base] = seen.get(base, 0) + 1
-        r.slug = base if seen[base] == 1 else f"{base}-{seen[base]}"
+        r.slug = base if base not in used else next(f"{base}-{i}" for i in itertools.count(2) if f"{base}-{i}" not in used | own)
+        used.add(r.slug)
 
 
 def render_site(results: list[Result], published: list[Published], site: Path) -> Path:

@@ -44,7 +44,7 @@ from bench.registry import PROJECT_ROOT, load_adapters
 from bench.store import Store, StoredScores
 from bench.suite import Suite, load_suite
 from bench.types import Prediction, Sample, SampleSpec, View
-from bench.visuals import VISUALS, save_visual, visual_name
+from bench.visuals import save_visual, visual_dir, visual_name
 
 PACKAGES = ("nvsbench", "torch", "torchvision", "easypytorch3d", "kornia", "numpy", "scipy", "pillow")
 RANGE_TOLERANCE = 1e-4
@@ -63,7 +63,7 @@ class RunOptions:
     overrides: list[str] = field(default_factory=list)
     adapter_dirs: list[Path] = field(default_factory=list)
     progress: bool = True
-    visuals: int = 8  # the first N samples also get an image grid in OUT/visuals/<pipeline>/
+    visuals: int = 8  # the first N samples also get an image grid in OUT/visuals/<pipeline>/<run key>/
     prefetch: int = 2  # batches loaded ahead by a background thread (0: load in the main thread)
 
 
@@ -90,13 +90,12 @@ def load_run(suite_path: Path, opts: RunOptions) -> tuple[Suite, list[Pipeline]]
     suite_overrides, pipeline_overrides = split_overrides(opts.overrides)
     suite = load_suite(suite_path, suite_overrides, opts.data_root)
     names = opts.pipelines or suite.config.pipelines
-    unknown = set(pipeline_overrides) - set(names)
+    short = {n: Path(n).stem if n.endswith((".yaml", ".yml")) else n for n in names}  # --set pipeline.<stem> for a path
+    unknown = set(pipeline_overrides) - set(short.values())
     if unknown:
-        raise ConfigError(f"--set pipeline.{sorted(unknown)[0]}...: no such pipeline in this run ({', '.join(names)})")
-    pipelines = [
-        load_pipeline(n, suite.available_fields, pipeline_overrides.get(n, []), suite.doc.where(("pipelines",)))
-        for n in names
-    ]
+        raise ConfigError(f"--set pipeline.{sorted(unknown)[0]}...: no such pipeline in this run ({', '.join(short.values())})")
+    where = "--pipeline" if opts.pipelines else suite.doc.where(("pipelines",))  # who named the pipelines
+    pipelines = [load_pipeline(n, suite.available_fields, pipeline_overrides.get(short[n], []), where) for n in names]
     seen = [p.name for p in pipelines]
     if len(set(seen)) != len(seen):
         raise ConfigError(f"two pipelines share a name: {seen}")
@@ -208,7 +207,8 @@ def batches(
 
 
 def check_prediction(pred: Prediction, sample: Sample) -> Prediction:
-    """``pred`` with its image clamped to [0, 1], after checking it against the contract; ValueError otherwise.
+    """``pred`` with its image clamped to [0, 1] and half-precision fields in float32, after checking it against
+    the contract; ValueError otherwise.
 
     Checked: a :class:`Prediction` whose ``image`` is a floating-point tensor (T, D, 3, H, W) with the
     sample's number of targets T, the targets' (H, W) and D >= 1, all finite and within [0, 1] up to
@@ -237,6 +237,10 @@ def check_prediction(pred: Prediction, sample: Sample) -> Prediction:
             raise ValueError(f"prediction {name} has shape {shape}, expected {(t, d, *tail)} (T, D of the image)")
         if name == "seg" and extra.is_floating_point():
             raise ValueError(f"prediction seg must hold integer class labels, got {extra.dtype}")
+    half = {name: v.float() for name in ("image", "depth", "poses") if (v := getattr(pred, name)) is not None and v.dtype.itemsize < 4}
+    if half:  # scored in float32: SSIM's E[x^2] - mu^2 in bfloat16 is off by ~1e-3, the size of its C2 (0.920 instead of 0.907)
+        pred = dataclasses.replace(pred, **half)
+        img = pred.image
     lo, hi = (float(v) for v in torch.aminmax(img))  # one pass; NaN if any value is NaN, +-inf if any is infinite
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"prediction image contains {int((~torch.isfinite(img)).sum())} NaN or infinite values")
@@ -260,9 +264,10 @@ class BatchResult:
 
 
 def scorable_metrics(suite: Suite, pipeline: Pipeline) -> dict[str, Metric]:
-    """The suite's metrics that apply to what ``pipeline`` predicts (no depth metrics for a pipeline
-    without depth: those are reported as not applicable, not as a failure of every sample)."""
-    return {name: m for name, m in suite.metrics.items() if not_predicted(m, pipeline.outputs) is None}
+    """The suite's metrics that can score what ``pipeline`` predicts: available (weights found) and on a
+    field it predicts (no depth metrics for a pipeline without depth: those are reported as not
+    applicable, not as a failure of every sample)."""
+    return {name: m for name, m in suite.metrics.items() if not m.unavailable() and not_predicted(m, pipeline.outputs) is None}
 
 
 def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, opts: RunOptions) -> BatchResult:
@@ -278,10 +283,6 @@ def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, o
             result.extend(predict_and_score(pipeline, [s], suite, opts))
         return result
     scores, failures = score_samples(samples, checked, scorable_metrics(suite, pipeline), suite.config.metric_options)
-    if suite.config.radius_bins:
-        labels = {s.id: radius_label(s, suite.config.radius_bins) for s in samples}
-        for sc in scores:
-            sc.group = labels[sc.sample]
     return BatchResult(scores, failures, {s.id: p for s, p in zip(samples, checked)})
 
 
@@ -290,9 +291,8 @@ def sample_geometry(samples: list[Sample]) -> list[tuple]:
     return [(s.id, s.spec.scene, len(s.sources), len(s.targets), *s.geometry) for s in samples]
 
 
-def radius_label(sample: Sample, bins: dict[str, list[tuple[float, float]]]) -> str:
-    """The first bin with an interval holding the distance of the sample's first target camera from the origin."""
-    r = sample.geometry.radius
+def radius_label(r: float, bins: dict[str, list[tuple[float, float]]]) -> str:
+    """The first bin with an interval holding ``r``, a sample's first target camera's distance from the origin."""
     return next((name for name, intervals in bins.items() if any(lo <= r <= hi for lo, hi in intervals)), "outside")
 
 
@@ -300,7 +300,9 @@ def radius_label(sample: Sample, bins: dict[str, list[tuple[float, float]]]) -> 
 
 
 def run_key(suite: Suite, pipeline: Pipeline, seed: int) -> str:
-    return hashlib.sha256(f"{suite.data_digest()}|{pipeline.digest}|{seed}".encode()).hexdigest()[:16]
+    """What a stored row was scored under: data and protocol, metric options (:meth:`Suite.scoring_digest`),
+    pipeline config and weights, and seed. Rows of another key are never reused."""
+    return hashlib.sha256(f"{suite.scoring_digest()}|{pipeline.digest}|{seed}".encode()).hexdigest()[:16]
 
 
 def _git_commit() -> str | None:
@@ -330,32 +332,34 @@ def summarize(
     """The ``summary.json`` document, aggregated from the database rows of this run's samples."""
     ids = set(sample_ids)
     per_scene = suite.config.aggregate == "scene"
+    keys = {p.name: run_key(suite, p, opts.seed) for p in pipelines}
+    bins = suite.config.radius_bins
+    labels = {s: radius_label(r, bins) for s, r in store.radii(suite.data_digest()).items() if s in ids} if bins else {}
     pending = PendingCIs(opts.seed)
     results: dict[str, dict] = {p.name: {} for p in pipelines}
-    failures = {}
     for name, metric in suite.metrics.items():
         reason = metric.unavailable()
-        units: dict[str, dict[str, float]] = {}
+        scored: dict[str, StoredScores] = {}
         for p in pipelines:
             why = reason or not_predicted(metric, p.outputs)
             if why:
                 results[p.name][name] = {"unavailable": why, "higher_is_better": metric.higher_is_better}
                 continue
-            stored = store.scores(run_key(suite, p, opts.seed), name, ids)
-            entry = aggregate(metric, stored.samples, stored.scenes, stored.values, stored.stats, opts.seed, per_scene, pending)
-            if suite.config.radius_bins:
+            stored = scored[p.name] = store.scores(keys[p.name], name, ids)
+            entry = aggregate(metric, *_columns(stored), opts.seed, per_scene, pending)
+            if bins:  # bins are applied here, to the stored geometry: changing them re-scores nothing
+                in_bin = [labels.get(s, "outside") for s in stored.samples]
                 entry["by_radius"] = {
-                    label: aggregate(metric, *_columns(stored.subset([g == label for g in stored.groups])), opts.seed, per_scene, pending)
-                    for label in sorted(set(stored.groups))
+                    label: aggregate(metric, *_columns(stored.subset([b == label for b in in_bin])), opts.seed, per_scene, pending)
+                    for label in sorted(set(in_bin))
                 }
             results[p.name][name] = entry
-            units[p.name] = unit_values(stored.samples, stored.scenes, stored.values, per_scene)
-        _mark_best(results, name, metric.higher_is_better, units)
+        _mark_best(results, name, metric, scored, per_scene)
     pending.compute()
-    for p in pipelines:
-        failures[p.name] = [
-            {"sample": f["sample"], "error": f"{f['what']}: {f['error']}"} for f in store.failures(run_key(suite, p, opts.seed), ids)
-        ]
+    failures = {
+        p.name: [{"sample": f["sample"], "error": f"{f['what']}: {f['error']}"} for f in store.failures(keys[p.name], ids)]
+        for p in pipelines
+    }
     return {
         "suite": suite.name,
         "n_samples": len(sample_ids),
@@ -366,7 +370,7 @@ def summarize(
         "meta": {
             "git_commit": _git_commit(),
             "config_hashes": {"suite": suite.doc.digest(), **{p.name: p.digest for p in pipelines}},
-            "run_keys": {p.name: run_key(suite, p, opts.seed) for p in pipelines},
+            "run_keys": keys,
             "data_key": suite.data_digest(),
             "checkpoints": {p.name: p.checkpoint for p in pipelines if p.checkpoint},
             "suite_config": suite.doc.data,
@@ -389,18 +393,37 @@ def _columns(stored: StoredScores) -> tuple[list, list, list, list]:
     return stored.samples, stored.scenes, stored.values, stored.stats
 
 
-def _mark_best(results: dict, metric: str, higher_is_better: bool, units: dict[str, dict[str, float]]) -> None:
-    """Flag the best pipeline on ``metric`` and give every other its paired-test p-value against it."""
-    scored = {p: r[metric]["mean"] for p, r in results.items() if r[metric].get("mean") is not None}
+def _mark_best(results: dict, name: str, metric: Metric, scored: dict[str, StoredScores], per_scene: bool) -> None:
+    """Flag the best pipeline(s) on metric ``name`` and give every other its paired-test p-value against the best.
+
+    Pipelines are compared on the samples all of them scored, so one that fails on the hard samples is not
+    ranked on the easy ones alone: on the mean over those samples (of per-scene means with ``aggregate:
+    scene``), or for a dataset-level metric on ``reduce`` of their pooled rows. ``compared_on`` says how many
+    samples that is. Equal values are all best. The p-value is the Wilcoxon signed-rank test on the same
+    samples (or scenes); None for distribution metrics, whose per-sample values (an FID of a few images)
+    say nothing about the pooled one.
+    """
+    scored = {p: s for p, s in scored.items() if results[p][name].get("mean") is not None}
     if not scored:
         return
-    best = (max if higher_is_better else min)(scored, key=scored.get)
-    for pipe in scored:
-        entry = results[pipe][metric]
-        entry["best"] = pipe == best
-        common = sorted(set(units.get(pipe, {})) & set(units.get(best, {})))
-        entry["p_vs_best"] = None if pipe == best else paired_p_value(
-            np.array([units[pipe][u] for u in common]), np.array([units[best][u] for u in common])
+    common = set.intersection(*({s for s, v, st in zip(x.samples, x.values, x.stats) if v is not None or st is not None}
+                                for x in scored.values()))
+    kept = {p: x.subset([s in common for s in x.samples]) for p, x in scored.items()}
+    units = {p: unit_values(x.samples, x.scenes, x.values, per_scene) for p, x in kept.items()}
+    if metric.reduce is None:
+        value = {p: float(np.mean(list(u.values()))) if u else None for p, u in units.items()}
+    else:
+        value = {p: float(metric.reduce(np.concatenate(x.stats))) if x.stats else None for p, x in kept.items()}
+    candidates = {p: v for p, v in value.items() if v is not None and math.isfinite(v)}
+    top = (max if metric.higher_is_better else min)(candidates.values()) if candidates else None
+    best = next((p for p, v in candidates.items() if v == top), None)
+    for p in scored:
+        entry = results[p][name]
+        entry["best"] = best is not None and candidates.get(p) == top
+        entry["compared_on"] = len(common)
+        paired = sorted(set(units[p]) & set(units[best])) if best is not None else []
+        entry["p_vs_best"] = None if entry["best"] or best is None or metric.family == "distribution" else paired_p_value(
+            np.array([units[p][u] for u in paired]), np.array([units[best][u] for u in paired])
         )
 
 
@@ -473,6 +496,8 @@ class Plan:
 
     job: str
     todo: dict[str, list[list[str]]]
+    keys: dict[str, str]  # run key of each pipeline, from rank 0 (on every node, rows go under the same keys)
+    data_key: str
 
 
 def plan_work(store: Store, out: Path, suite: Suite, pipelines: list[Pipeline], specs: list[SampleSpec], seed: int) -> Plan:
@@ -481,15 +506,15 @@ def plan_work(store: Store, out: Path, suite: Suite, pipelines: list[Pipeline], 
     distributed.merge_shards(store, out)
     size = suite.config.batch_size
     grid = [specs[i : i + size] for i in range(0, len(specs), size)]
-    todo = {}
+    todo, keys = {}, {}
     for pipeline in pipelines:
-        key = run_key(suite, pipeline, seed)
+        key = keys[pipeline.name] = run_key(suite, pipeline, seed)
         store.register_run(key, pipeline.name, {"pipeline_digest": pipeline.digest, "seed": seed})
         covered = store.covered(key)
         needed = set(scorable_metrics(suite, pipeline))
         missing = [[s.id for s in chunk if not ("predict" in covered.get(s.id, ()) or needed <= covered.get(s.id, set()))] for chunk in grid]
         todo[pipeline.name] = [ids for ids in missing if ids]
-    return Plan(distributed.new_job_id(), todo)
+    return Plan(distributed.new_job_id(), todo, keys, suite.data_digest())
 
 
 def score_pipelines(
@@ -510,7 +535,7 @@ def score_pipelines(
             sys.stderr.write(line)  # in one write: the ranks share stderr
         if not mine:
             continue
-        key, data_key = run_key(suite, pipeline, opts.seed), suite.data_digest()
+        key, data_key = plan.keys[pipeline.name], plan.data_key
         pipeline.load(opts.device)
         with tqdm(total=n_mine, desc=pipeline.name, unit="sample", disable=not (opts.progress and ctx.main), file=sys.stderr) as bar:
             for batch, unreadable in prefetched(load_chunks(mine, loader, suite.config.batch_size), opts.prefetch):
@@ -521,7 +546,7 @@ def score_pipelines(
                 result = predict_and_score(pipeline, batch, suite, opts)
                 for sample in batch:
                     if sample.id in visual_ids and sample.id in result.predictions:
-                        save_visual(out / VISUALS / pipeline.name / visual_name(sample.id), sample, result.predictions[sample.id])
+                        save_visual(visual_dir(out, pipeline.name, key) / visual_name(sample.id), sample, result.predictions[sample.id])
                 geometry = (data_key, sample_geometry(batch))
                 writer.write(key, pipeline.name, result.scores, result.failures, geometry)
                 bar.update(len(batch))
@@ -602,7 +627,7 @@ def format_table(summary: dict) -> str:
 
     rows = []
     for pipe, metrics in summary["results"].items():
-        n_fail = len(summary["failures"].get(pipe, []))
+        n_fail = len({f["sample"] for f in summary["failures"].get(pipe, [])})  # failed samples, not failure records
         for name, m in metrics.items():
             label = f"{name} {'↑' if m['higher_is_better'] else '↓'}"
             if "unavailable" in m:

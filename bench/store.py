@@ -1,14 +1,14 @@
 """The results database: one SQLite file per results folder, one row per (sample, metric).
 
-Rows are keyed by a *run key* (hash of the dataset and protocol config, the pipeline
-config and the seed), so a rerun of the same command finds what is already scored and
-a changed config never mixes with old rows. Tables:
+Rows are keyed by a *run key* (:func:`bench.runner.run_key`: hash of the data, protocol,
+metric options, pipeline config and weights, and seed), so a rerun of the same command finds
+what is already scored and a changed config never mixes with old rows. Tables:
 
-- ``scores(run_key, pipeline, scene, grp, sample, metric, value, stats)``: ``grp`` is the
-  sample's group (camera-radius bin) or empty; ``value`` is the
+- ``scores(run_key, pipeline, scene, sample, metric, value, stats)``: ``value`` is the
   sample's metric value; ``stats`` (a ``.npy`` blob) holds the rows of statistics of a
   dataset-level metric (mIoU, FID), NULL otherwise
-- ``failures(run_key, pipeline, sample, what, error)``: ``what`` is ``load``, ``predict`` or a metric name
+- ``failures(run_key, pipeline, sample, what, error)``: ``what`` is ``load``, ``predict`` or a metric name;
+  a sample's failures are those of its last scoring (a rerun that scores it again replaces them)
 - ``runs(run_key, pipeline, config, updated)``: the pipeline config behind each run key
 - ``samples(data_key, sample, scene, n_sources, n_targets, angle_deg, radius)``: geometry of each
   sample (angle between first source and target camera orientations, target camera distance
@@ -34,12 +34,12 @@ import numpy as np
 from bench.errors import ConfigError
 from bench.metrics.evaluate import Score
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DB_NAME = "results.sqlite"
 BUSY_TIMEOUT_S = 600.0  # a writer waits this long for another one's transaction (one batch) to commit
 SCHEMA = """
 CREATE TABLE scores (
-    run_key TEXT NOT NULL, pipeline TEXT NOT NULL, scene TEXT NOT NULL, grp TEXT NOT NULL, sample TEXT NOT NULL,
+    run_key TEXT NOT NULL, pipeline TEXT NOT NULL, scene TEXT NOT NULL, sample TEXT NOT NULL,
     metric TEXT NOT NULL, value REAL, stats BLOB, PRIMARY KEY (run_key, sample, metric));
 CREATE TABLE failures (
     run_key TEXT NOT NULL, pipeline TEXT NOT NULL, sample TEXT NOT NULL, what TEXT NOT NULL,
@@ -70,12 +70,11 @@ class StoredScores:
 
     samples: list[str]
     scenes: list[str]
-    groups: list[str]
     values: list[float | None]
     stats: list[np.ndarray | None]
 
     def subset(self, keep: list[bool]) -> StoredScores:
-        return StoredScores(*([x for x, k in zip(col, keep) if k] for col in (self.samples, self.scenes, self.groups, self.values, self.stats)))
+        return StoredScores(*([x for x, k in zip(col, keep) if k] for col in (self.samples, self.scenes, self.values, self.stats)))
 
 
 class Store:
@@ -96,9 +95,6 @@ class Store:
             # a rerun scores them again. SQLite docs: "PRAGMA synchronous", "Write-Ahead Logging".
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._ensure_schema()
-            # Whether a recorded load failure may need dropping (:meth:`_drop_fixed_load_failures`): most runs have none,
-            # and the check is skipped for their batches.
-            self._load_failures = self.db.execute("SELECT EXISTS (SELECT 1 FROM failures WHERE what = 'load')").fetchone()[0] == 1
         except BaseException:
             self.db.close()
             raise
@@ -120,7 +116,7 @@ class Store:
             time.sleep(0.01)
 
     def _ensure_schema(self) -> None:
-        """Create the tables, or check an existing file's version, in one write transaction.
+        """Create the tables, or check an existing file's version (and bring a v4 file to v5), in one write transaction.
 
         Concurrent first opens of a new file must not see tables without their version
         (``user_version`` is set in the transaction that creates them).
@@ -131,7 +127,9 @@ class Store:
         try:
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             has_tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-            if has_tables and version != SCHEMA_VERSION:
+            if has_tables and version == 4:  # v4 stored each score's radius bin, now found from the samples table
+                self.db.execute("ALTER TABLE scores DROP COLUMN grp")
+            elif has_tables and version != SCHEMA_VERSION:
                 raise ConfigError(
                     f"{self.path} uses results schema v{version}, this nvsbench writes v{SCHEMA_VERSION}: "
                     "choose another --out folder or move the old one away"
@@ -140,7 +138,7 @@ class Store:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.db.commit()
         except BaseException:
             self.db.rollback()
@@ -170,20 +168,19 @@ class Store:
         """Write one batch in one transaction: a crash keeps all of it or none of it (so a rerun redoes it whole).
 
         ``failures`` are (sample, what, error); ``geometry`` is ``(data_key, rows)`` for the ``samples`` table.
+        Earlier failures of the samples written (a load failure whose file was fixed, say) are replaced by these.
         """
+        scores, failures = list(scores), list(failures)
+        samples = {s.sample for s in scores} | {f[0] for f in failures}
         with self.db:
+            self.db.executemany("DELETE FROM failures WHERE run_key = ? AND sample = ?", [(run_key, s) for s in samples])
             self.db.executemany(
-                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run_key, pipeline, s.scene, s.group, s.sample, s.metric, s.value, _to_blob(s.stats)) for s in scores],
+                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_key, pipeline, s.scene, s.sample, s.metric, s.value, _to_blob(s.stats)) for s in scores],
             )
-            failures = [(run_key, pipeline, *f) for f in failures]
-            if failures:
-                self.db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", failures)
-                self._load_failures = self._load_failures or any(f[3] == "load" for f in failures)
+            self.db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", [(run_key, pipeline, *f) for f in failures])
             if geometry is not None:
                 self._insert_samples(*geometry)
-            if self._load_failures:
-                self._drop_fixed_load_failures()
 
     def write_samples(self, data_key: str, rows: Iterable[tuple]) -> None:
         """Record sample geometry rows (see :func:`bench.runner.sample_geometry`)."""
@@ -207,34 +204,33 @@ class Store:
             if version != SCHEMA_VERSION:
                 raise ConfigError(f"{other} uses results schema v{version}, this nvsbench reads v{SCHEMA_VERSION}: move it away")
             with self.db:
+                self.db.execute(  # the shard's samples were scored again: their earlier failures go, as in write()
+                    "DELETE FROM main.failures WHERE EXISTS (SELECT 1 FROM shard.scores s WHERE s.run_key = failures.run_key "
+                    "AND s.sample = failures.sample) OR EXISTS (SELECT 1 FROM shard.failures f WHERE f.run_key = failures.run_key "
+                    "AND f.sample = failures.sample)"
+                )
                 for table, verb in (("scores", "REPLACE"), ("failures", "REPLACE"), ("runs", "REPLACE"), ("samples", "IGNORE")):
                     self.db.execute(f"INSERT OR {verb} INTO main.{table} SELECT * FROM shard.{table}")
-                self._drop_fixed_load_failures()
         finally:
             self.db.execute("DETACH DATABASE shard")
 
-    def _drop_fixed_load_failures(self) -> None:
-        """Forget a sample's ``load`` failure once it has scores under the same run key: its files were
-        fixed and a rerun scored it (load failures are retried, see :meth:`covered`)."""
-        self.db.execute(
-            "DELETE FROM main.failures WHERE what = 'load' AND EXISTS "
-            "(SELECT 1 FROM main.scores s WHERE s.run_key = failures.run_key AND s.sample = failures.sample)"
-        )
-
     def scores(self, run_key: str, metric: str, samples: set[str]) -> StoredScores:
         """Stored results of ``metric`` for those of ``samples`` that have one, ordered by sample."""
-        out = StoredScores([], [], [], [], [])
+        out = StoredScores([], [], [], [])
         rows = self.db.execute(
-            "SELECT sample, scene, grp, value, stats FROM scores WHERE run_key = ? AND metric = ? ORDER BY sample", (run_key, metric)
+            "SELECT sample, scene, value, stats FROM scores WHERE run_key = ? AND metric = ? ORDER BY sample", (run_key, metric)
         )
-        for sample, scene, group, value, blob in rows:
+        for sample, scene, value, blob in rows:
             if sample in samples:
                 out.samples.append(sample)
                 out.scenes.append(scene)
-                out.groups.append(group)
                 out.values.append(value)
                 out.stats.append(_from_blob(blob))
         return out
+
+    def radii(self, data_key: str) -> dict[str, float]:
+        """``sample -> radius`` (first target camera's distance from the origin) of the samples of ``data_key``."""
+        return dict(self.db.execute("SELECT sample, radius FROM samples WHERE data_key = ?", (data_key,)))
 
     def failures(self, run_key: str, samples: set[str]) -> list[dict[str, str]]:
         rows = self.db.execute("SELECT sample, what, error FROM failures WHERE run_key = ? ORDER BY sample, what", (run_key,))

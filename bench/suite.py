@@ -22,6 +22,9 @@ Relative paths resolve against the YAML file that wrote them.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -77,8 +80,15 @@ class Suite:
         return BASE_FIELDS | self.reader.provides
 
     def data_digest(self) -> str:
-        """Hash of what decides the samples and their ground truth: dataset and protocol config."""
-        return Doc({"dataset": self.doc.data["dataset"], "protocol": self.doc.data["protocol"]}, {}).digest()
+        """Hash of what decides the samples and their ground truth: dataset and protocol config, with the
+        dataset root resolved (two suites naming ``root: data/x`` from different folders read different data)."""
+        dataset = {**self.doc.data["dataset"], "root": str(Path(self.reader.root).resolve())}
+        return Doc({"dataset": dataset, "protocol": self.doc.data["protocol"]}, {}).digest()
+
+    def scoring_digest(self) -> str:
+        """Hash of the data (:meth:`data_digest`) and of how predictions are scored (``metric_options``)."""
+        options = json.dumps(dataclasses.asdict(self.config.metric_options), sort_keys=True, default=str)
+        return hashlib.sha256(f"{self.data_digest()}|{options}".encode()).hexdigest()
 
 
 def _registered(kind: str, mapping: dict, selector: str, doc: Doc, key: tuple) -> Any:

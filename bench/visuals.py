@@ -1,7 +1,9 @@
 """Sample image grids a run saves for inspection and for the leaderboard's pipeline pages.
 
 Each grid is one PNG row per target: source | target | prediction (draw 0) | predicted
-depth (grey, near = bright) | further draws. Written under ``OUT/visuals/<pipeline>/``.
+depth (grey, near = bright) | further draws. Written under ``OUT/visuals/<pipeline>/<run key>/``
+(:func:`visual_dir`): keyed like the database rows, so after runs of other configs into the same
+folder a resumed run still shows the images of the config whose scores it reports.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ from bench.data.generated import save_png
 from bench.types import Prediction, Sample
 
 VISUALS = "visuals"
+
+
+def visual_dir(out: Path, pipeline: str, run_key: str) -> Path:
+    """The folder of a pipeline's grids for one run key (``bench.runner.run_key``: dataset and protocol,
+    pipeline config, seed) in the results folder ``out``."""
+    return out / VISUALS / pipeline / run_key
 
 
 def visual_name(sample_id: str) -> str:

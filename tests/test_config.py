@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bench.config import Doc, apply_overrides, load_yaml
 from bench.errors import ConfigError
-from tests.conftest import write_suite
+from tests.conftest import PROJECT, write_suite
 
 
 def _line_of(path, needle: str) -> int:
@@ -79,6 +81,20 @@ def test_missing_dataset_folder_is_a_clear_error(cli, tmp_path, objects_root):
 def test_unknown_pipeline_on_command_line(cli, tiny_suite):
     code, _, err = cli("run", tiny_suite, "--pipeline", "oracle_reprojection", "--no-progress")
     assert code == 2 and "unknown pipeline 'oracle_reprojection'" in err and "did you mean 'oracle_reproject'" in err
+    assert "error: --pipeline: " in err and "suite.yaml" not in err  # the command line named it, not the suite file
+
+
+def test_set_reaches_a_pipeline_given_by_path(cli, tiny_suite, tmp_path):
+    """``--set pipeline.<file stem>.key=value`` for ``--pipeline path/to/<stem>.yaml``; an unknown name is an error."""
+    path = PROJECT / "pipelines" / "oracle_reproject.yaml"
+    run = ("run", tiny_suite, "--pipeline", path, "--no-progress", "--limit", "2")
+    code, _, err = cli(*run, "--out", tmp_path / "a", "--set", "pipeline.oracle_reproject.stages.1.radius_px=3.0")
+    assert code == 0, err
+    assert cli(*run, "--out", tmp_path / "b")[0] == 0
+    keys = [json.loads((tmp_path / o / "summary.json").read_text())["meta"]["run_keys"]["oracle_reproject"] for o in ("a", "b")]
+    assert keys[0] != keys[1]  # the override took effect
+    code, _, err = cli(*run, "--out", tmp_path / "c", "--set", "pipeline.oracle.stages.1.radius_px=3.0")
+    assert code == 2 and "no such pipeline in this run (oracle_reproject)" in err
 
 
 def test_aliases_are_refused(cli, tmp_path):

@@ -37,6 +37,7 @@ from bench.leaderboard import (
     tick_label,
 )
 from bench.registry import registry, yaml_names
+from bench.visuals import visual_dir
 from tests.conftest import PROJECT, write_suite
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -114,7 +115,8 @@ def make_results(folder: Path, suite: str = "srn_cars") -> Path:
     run_keys = {p: f"key{i}" for i, p in enumerate(PIPES)}
     summary = {
         "suite": suite, "n_samples": N, "primary_metric": "psnr", "aggregate": "sample", "results": results,
-        "failures": {"slow": [], "fast": [], EVIL: [{"sample": f"s{i}", "error": f"predict: ValueError: <b>bad {i}</b>"} for i in range(3)]},
+        "failures": {"slow": [], "fast": [],  # a record per sample and failing metric: 3 samples, 6 records
+                     EVIL: [{"sample": f"s{i}", "error": f"{m}: ValueError: <b>bad {i}</b>"} for i in range(3) for m in ("psnr", "tsed")]},
         "meta": {
             "git_commit": "abc123-dirty", "config_hashes": {"suite": "suitehash", **{p: f"hash-{i}" for i, p in enumerate(PIPES)}},
             "run_keys": run_keys, "data_key": "data1", "seed": 7, "device": "cpu", "limit": None, "wall_time_s": 1.5,
@@ -137,8 +139,8 @@ def make_results(folder: Path, suite: str = "srn_cars") -> Path:
     from PIL import Image
 
     for pipe in ("slow", EVIL):
-        (folder / "visuals" / pipe).mkdir(parents=True)
-        Image.new("RGB", (4 * 32, 32), (200, 10, 10)).save(folder / "visuals" / pipe / "s0.png")
+        visual_dir(folder, pipe, run_keys[pipe]).mkdir(parents=True)
+        Image.new("RGB", (4 * 32, 32), (200, 10, 10)).save(visual_dir(folder, pipe, run_keys[pipe]) / "s0.png")
     return folder
 
 
@@ -236,7 +238,8 @@ def test_cells_carry_summary_values_markers_and_a_legend(site):
     assert psnr["slow"][0] == "20.00 ± 0.50 (10) †"  # p = 0.01 against the best
     assert psnr[EVIL][0] == "24.9 ± 1.0 (10)"  # p = 0.6: no mark
     assert cells[EVIL][2][0] == "–" and cells[EVIL][2][1]["data-sort"] == ""  # l1 without samples
-    assert cells[EVIL][-1][0] == "3"  # failures
+    assert cells[EVIL][-1][0] == "3" and cells["slow"][-1][0] == "0"  # failed samples, not the 6 failure records
+    assert "</a>: 3 failed samples</li>" in html
     assert "differs from the best row" in html and "Wilcoxon" in html
 
 
@@ -275,7 +278,7 @@ def test_text_from_configs_results_and_published_file_is_escaped(site):
     assert "&lt;img src=x onerror=alert(1)&gt;" in suite and "&lt;script&gt;alert(&#39;d&#39;)&lt;/script&gt; toy" in suite
     assert "Paper&lt;b&gt;Net&lt;/b&gt;" in suite
     evil_page = next(n for n in pages if n.startswith("pipeline-srn_cars._img"))
-    assert "ValueError: &lt;b&gt;bad 0&lt;/b&gt;" in pages[evil_page]
+    assert "psnr: ValueError: &lt;b&gt;bad 0&lt;/b&gt;" in pages[evil_page]
     assert re.fullmatch(r"pipeline-srn_cars\._img_src_x_onerror_alert_1_-[0-9a-f]{8}\.html", evil_page)
 
 
@@ -309,7 +312,7 @@ def test_pipeline_page_has_metadata_images_and_failures(site):
     assert 'src="img/srn_cars/slow/s0.png" width="512" height="128"' in html  # 128 px wide grid shown at 4x
     assert "Failures (0)" in html
     evil = next(site.glob("pipeline-srn_cars._img*.html")).read_text()
-    assert "Failures (3)" in evil and "s2" in evil
+    assert "Failures (6)" in evil and "tsed: ValueError: &lt;b&gt;bad 2" in evil  # every record listed
     assert len(list((site / "img" / "srn_cars").iterdir())) == 2  # slow and the escaped name, one folder each
 
 
@@ -334,6 +337,46 @@ def test_build_replaces_only_a_site_and_leaves_no_temporary_folder(tmp_path):
     with pytest.raises(ConfigError, match=r"no summary.json"):
         build_site([tmp_path / "nothing"], tmp_path / "site2")
     assert not (tmp_path / "site2").exists()
+
+
+def set_psnr(folder: Path, pipe: str, mean: float) -> None:
+    """Give one pipeline's psnr in a results folder's summary a recognisable mean."""
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["results"][pipe]["psnr"]["mean"] = mean
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_a_suite_named_like_a_renamed_page_keeps_every_result(tmp_path):
+    """Folders of suites a, a and a-2: the second "a" must not take (and lose to) the page of suite "a-2"."""
+    folders = [make_results(tmp_path / name, suite) for name, suite in (("r1", "a"), ("r2", "a"), ("r3", "a-2"))]
+    for k, folder in enumerate(folders):
+        set_psnr(folder, "fast", 30.0 + k)
+    site = build_site(folders, tmp_path / "site").parent
+    links = re.findall(r'<a href="(suite-[^"]+)">([^<]+)</a>', page(site, "index.html"))
+    assert [name for _, name in links] == ["a", "a", "a-2"] and len({href for href, _ in links}) == 3
+    assert links[2][0] == "suite-a-2.html"  # a suite keeps its own name; the second "a" gets another
+    for k, (href, _) in enumerate(links):
+        psnr = {row[0][0]: row[1] for row in Tables(page(site, href)).rows("t-image", "measured")}
+        assert psnr["fast"][1]["data-sort"] == str(30.0 + k)
+        assert page(site, href).count(f'href="pipeline-{href[len("suite-"):-len(".html")]}.fast.html"') >= 1
+
+
+def test_pipeline_page_shows_the_images_of_the_summary_run_key(tmp_path):
+    """Grids of another config (run key) in the same folder -- left by a run of other settings before a
+    resumed run -- are not shown; only those of the run key in summary.json are."""
+    from PIL import Image
+
+    res = make_results(tmp_path / "res")
+    other = visual_dir(res, "slow", "otherkey")
+    other.mkdir(parents=True)
+    Image.new("RGB", (64, 16), (0, 0, 255)).save(other / "s0.png")
+    Image.new("RGB", (64, 16), (0, 0, 255)).save(other / "s1.png")
+    site = build_site([res], tmp_path / "site").parent
+    shown = site / "img" / "srn_cars" / "slow"
+    assert [p.name for p in shown.iterdir()] == ["s0.png"]
+    assert Image.open(shown / "s0.png").getpixel((0, 0)) == (200, 10, 10)  # the grid of key0, not the blue one
+    assert "img/srn_cars/slow/s1.png" not in page(site, "pipeline-srn_cars.slow.html")
+    assert not (site / "img" / "srn_cars" / "fast").exists()  # no grids under fast's run key
 
 
 def test_a_rebuild_swaps_the_site_in_one_step(tmp_path, monkeypatch):

@@ -111,6 +111,19 @@ def test_tsed_matches_real_correspondences_and_variants_change_the_thresholds(or
     assert strict.family == "consistency" and strict.higher_is_better and strict.doc == tsed.doc
 
 
+def test_tsed_takes_the_mean_of_the_two_middle_seds_of_an_even_number_of_matches(orbit, monkeypatch):
+    # 12 matches whose two middle SEDs are 1.5 and 2.5 px: the median is 2.0 (np.median), so the pair is not
+    # below T_e = 2 px; the lower middle value (torch.median) would be 1.5 and pass.
+    seds = torch.tensor([0.5, 1.0, 1.5, 2.5, 3.0, 3.5] * 2)
+    monkeypatch.setattr("bench.metrics.consistency.symmetric_epipolar_distance", lambda x_i, x_j, f: seds)
+    images, K, cam2world, _ = orbit
+    assert tsed(images[:2], K[:2], cam2world[:2], None) == 0.0
+    assert make_tsed(t_e=2.01)(images[:2], K[:2], cam2world[:2], None) == 1.0
+    assert make_tsed(t_e=1.99)(images[:2], K[:2], cam2world[:2], None) == 0.0
+    seds = torch.tensor([0.5, 1.0, 1.5, 2.5, 3.0, 3.5] * 2 + [1.9])  # 13 matches: the middle value, 1.9 px
+    assert tsed(images[:2], K[:2], cam2world[:2], None) == 1.0
+
+
 # --------------------------------------------------------------------------- warping through depth
 
 

@@ -70,6 +70,17 @@ def test_ms_ssim_matches_reference_and_torchmetrics():
         ms_ssim(*_pair(1, 128, 128))
 
 
+def test_ssim_of_images_smaller_than_the_window_is_refused_and_the_window_size_itself_is_scored():
+    with pytest.raises(ValueError, match="at least 11 px on each side, got \\(8, 40\\)"):
+        ssim(*_pair(1, 8, 40))
+    with pytest.raises(ValueError, match="at least 11 px"):
+        ssim(*_pair(1, 40, 10))
+    pred, target = _pair(1, 11, 11)  # one valid window position: compare with scikit-image
+    ref = structural_similarity(target[0].permute(1, 2, 0).numpy(), pred[0].permute(1, 2, 0).numpy(), gaussian_weights=True,
+                                sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=2)
+    assert ssim(pred, target).item() == pytest.approx(ref, abs=1e-6)
+
+
 def test_closed_forms():
     target = torch.rand(2, 3, 16, 16, dtype=torch.float64)
     assert ssim(target, target).tolist() == pytest.approx([1.0, 1.0])

@@ -10,6 +10,7 @@ from scipy.spatial.transform import Rotation
 from bench.cameras import camera_to_world
 from bench.metrics import pose
 from bench.metrics.base import Metric
+from bench.metrics.evaluate import _pose_pairs
 
 NAMES = ("rot_err_deg", "trans_err", "trans_angle_deg", "center_err", "acc_15", "acc_30", "auc_30")
 
@@ -111,26 +112,70 @@ def test_translation_angle_sign_invariance_and_degenerate_translations():
     assert torch.isnan(pose.auc_30(target, zero)).all() and torch.isnan(pose.acc_15(target, zero)).all()
 
 
-def test_ordered_pairs():
+def test_camera_pairs():
     cams = _cam2world(Rotation.concatenate([Rotation.identity(1), _rz(90), _rz(-30)]), np.array([[0, 0, 0], [0, 0, 2.0], [1.0, 0, 0]]))
-    pairs = pose.ordered_pairs(cams)
-    assert pairs.shape == (6, 4, 4)
-    assert pose.ordered_pairs(cams[:1]).shape == (0, 4, 4)
+    pairs = pose.camera_pairs(cams)
+    assert pairs.shape == (3, 4, 4)  # 3 cameras: the unordered pairs (0,1), (0,2), (1,2), each once
+    assert pose.camera_pairs(cams[:1]).shape == (0, 4, 4)
+    assert pose.camera_pairs(cams.repeat(2, 1, 1)[:5]).shape == (10, 4, 4)  # T(T-1)/2
     # camera 0 (identity) seen from camera 1 (x_cam1 = Rz(90) x_world + (0, 0, 2)): its centre, the world
     # origin, is at (0, 0, 2) in camera 1's frame, and its axes are Rz(90) applied to the identity.
     by_hand = torch.eye(4, dtype=torch.float64)
     by_hand[:3, :3] = torch.from_numpy(_rz(90).as_matrix()[0])
     by_hand[:3, 3] = torch.tensor([0.0, 0.0, 2.0])
     torch.testing.assert_close(pairs[0], by_hand)  # pair (0, 1) comes first
-    order = [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
-    for k, (i, j) in enumerate(order):
+    for k, (i, j) in enumerate([(0, 1), (0, 2), (1, 2)]):
         torch.testing.assert_close(pairs[k], torch.linalg.inv(cams[j]) @ cams[i])
     # a pair's relative rotation error is the error of the two absolute rotations composed
     noisy = cams.clone()
     noisy[1, :3, :3] = torch.from_numpy(_rz(7).as_matrix()[0]) @ noisy[1, :3, :3]
-    assert pose.rot_err_deg(pose.ordered_pairs(noisy), pairs)[0].item() == pytest.approx(7.0)
+    assert pose.rot_err_deg(pose.camera_pairs(noisy), pairs)[0].item() == pytest.approx(7.0)
 
 
+def test_camera_pairs_translation_angle_is_taken_in_the_direction_i_to_j():
+    # World-to-camera poses: camera 0 is the world frame; camera 1 has t = (1, 0, 0), rotation I (ground truth)
+    # or Rz(20°) (prediction). Pair (0, 1) compares camera 1's centre in camera 0's frame, −Rᵀt: (−1, 0, 0)
+    # against −(cos 20°, −sin 20°, 0), 20° apart. The reverse direction would compare camera 0's centre in
+    # camera 1's frame, t = (1, 0, 0) in both: 0°.
+    gt = _cam2world(Rotation.identity(2), np.array([[0, 0, 0], [1.0, 0, 0]]))
+    pred = _cam2world(Rotation.concatenate([Rotation.identity(1), _rz(20)]), np.array([[0, 0, 0], [1.0, 0, 0]]))
+    assert pose.trans_angle_deg(pose.camera_pairs(pred), pose.camera_pairs(gt)).item() == pytest.approx(20.0)
+    assert pose.trans_angle_deg(pose.camera_pairs(pred[[1, 0]]), pose.camera_pairs(gt[[1, 0]])).item() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_camera_pairs_match_a_numpy_reference_of_the_i_less_than_j_protocol():
+    # Independent reference, VGGT's form on OpenCV world-to-camera matrices W: for i < j the relative pose is
+    # W_i W_j⁻¹ and its translation column is compared (up to sign); the reverse direction W_j W_i⁻¹ differs.
+    rng = np.random.default_rng(4)
+    rot_gt = Rotation.random(4, random_state=4)
+    rot_pred = Rotation.from_rotvec(rng.normal(0, 0.2, (4, 3))) * rot_gt
+    t_gt = rng.normal(0, 2, (4, 3))
+    t_pred = t_gt + rng.normal(0, 0.7, (4, 3))
+    gt, pred = _cam2world(rot_gt, t_gt), _cam2world(rot_pred, t_pred)
+    w_gt, w_pred = np.linalg.inv(gt.numpy()), np.linalg.inv(pred.numpy())
+    i, j = np.triu_indices(4, k=1)  # (0,1), (0,2), (0,3), (1,2), (1,3), (2,3)
+
+    def angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Sign-invariant angle (degrees) between the translations of W_a W_b⁻¹, prediction against ground truth."""
+        tp, tg = ((w[a] @ np.linalg.inv(w[b]))[:, :3, 3] for w in (w_pred, w_gt))
+        cos = np.abs((tp * tg).sum(1)) / np.linalg.norm(tp, axis=1) / np.linalg.norm(tg, axis=1)
+        return np.degrees(np.arccos(np.clip(cos, 0, 1)))
+
+    got = pose.trans_angle_deg(pose.camera_pairs(pred), pose.camera_pairs(gt)).numpy()
+    assert got.shape == (6,)
+    np.testing.assert_allclose(got, angle(i, j), atol=1e-6)
+    assert np.abs(got - angle(j, i)).max() > 1.0  # the other direction is a different metric
+
+
+def test_multi_camera_samples_are_scored_on_each_camera_pair_once_per_draw():
+    cams = _cam2world(Rotation.random(3, random_state=2), np.random.default_rng(2).normal(0, 1, (3, 3)))
+    draws = torch.stack([cams, cams.flip(0)], dim=1)  # (T=3, D=2, 4, 4)
+    pred, target, counts = _pose_pairs([draws, draws[:2]], (cams, cams[:2]))
+    assert counts == [6, 2]  # 3 pairs x 2 draws, 1 pair x 2 draws
+    assert pred.shape == target.shape == (8, 4, 4)
+    torch.testing.assert_close(pred[:3], target[:3])  # the first draw is the ground truth
+    torch.testing.assert_close(pred[3:6], pose.camera_pairs(cams.flip(0)))
+    torch.testing.assert_close(target[3:6], pose.camera_pairs(cams))
 def test_radius_bin():
     radii = [0.5, 1.0, 1.5, 2.0, 2.99, 3.0, 4.0]
     c2w = torch.eye(4).repeat(len(radii), 1, 1)

@@ -210,11 +210,23 @@ def test_suite_reports_metrics_per_radius_bin(cli, tmp_path: Path, generated: Pa
     bins = psnr["by_radius"]
     assert set(bins) == {"in_range", "out_of_range"} and bins["in_range"]["n"] + bins["out_of_range"]["n"] == psnr["n"]
     with sqlite3.connect(tmp_path / "out" / "results.sqlite") as db:
-        groups = dict(db.execute("SELECT sample, grp FROM scores WHERE metric = 'psnr'").fetchall())
+        values = dict(db.execute("SELECT sample, value FROM scores WHERE metric = 'psnr'").fetchall())
     expected = {}
     for obj in ("car_0000", "chair_0001"):
         for view, r in radii(data / obj).items():
             if view != "r_0":
                 expected[f"{obj}/r_0-{view}"] = "in_range" if 3 <= r <= 5 else "out_of_range"
-    assert groups == expected
-    assert bins["in_range"]["n"] == sum(g == "in_range" for g in expected.values())
+    for label, entry in bins.items():
+        members = [values[s] for s, g in expected.items() if g == label]
+        assert entry["n"] == len(members) and entry["mean"] == pytest.approx(sum(members) / len(members), rel=1e-12)
+    # Other bins on the same results folder: regrouped from the stored geometry, nothing scored again.
+    code, _, err = cli("run", PROJECT / "suites" / "pose_radius_synthetic.yaml", "--data-root", data, "--out", tmp_path / "out",
+                       "--no-progress", "--set", "radius_bins={near: [[0, 4]], far: [[4, 100]]}")
+    assert code == 0, err
+    regrouped = json.loads((tmp_path / "out" / "summary.json").read_text())["results"]["identity"]["psnr"]["by_radius"]
+    near = [values[s] for obj in ("car_0000", "chair_0001") for v, r in radii(data / obj).items() if v != "r_0" and r <= 4
+            for s in [f"{obj}/r_0-{v}"]]
+    assert set(regrouped) == {"near", "far"} and regrouped["near"]["n"] == len(near)
+    assert regrouped["near"]["mean"] == pytest.approx(sum(near) / len(near), rel=1e-12)
+    with sqlite3.connect(tmp_path / "out" / "results.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM scores WHERE metric = 'psnr'").fetchone()[0] == len(values)

@@ -393,6 +393,42 @@ def test_metric_without_weights_is_reported_unavailable(cli, tmp_path, objects_r
     assert entry["unavailable"].startswith("missing weights: ") and str(tmp_path / "no_weights" / "vgg16-397923af.pth") in entry["unavailable"]
     assert "unavailable" in stdout and "no_weights" in stdout
     assert _summary(tmp_path / "out")["results"]["identity"]["psnr"]["n"] == N_SAMPLES
+    calls = []
+    original = StagePipeline.predict_batch
+    monkeypatch.setattr(StagePipeline, "predict_batch", lambda self, s, st: calls.append(len(s)) or original(self, s, st))
+    assert cli("run", suite, "--out", tmp_path / "out", "--no-progress")[0] == 0
+    assert calls == []  # the unavailable metric is not waited for: the rerun resumes with nothing to do
+
+
+def test_changed_metric_options_score_again(cli, tmp_path, objects_root, monkeypatch):
+    """Rows scored under other metric options are not reused (the run key covers them)."""
+    suite = write_suite(tmp_path, objects_root, metrics="metrics: [abs_rel]", pipelines="pipelines: [oracle_reproject]")
+    out = tmp_path / "out"
+    assert cli("run", suite, "--out", out, "--no-progress")[0] == 0
+    plain = _summary(out)["results"]["oracle_reproject"]["abs_rel"]
+    calls = []
+    original = StagePipeline.predict_batch
+    monkeypatch.setattr(StagePipeline, "predict_batch", lambda self, s, st: calls.append(len(s)) or original(self, s, st))
+    assert cli("run", suite, "--out", out, "--no-progress", "--set", "metric_options.depth.median_scaling=true")[0] == 0
+    scaled = _summary(out)["results"]["oracle_reproject"]["abs_rel"]
+    assert sum(calls) == N_SAMPLES and scaled["mean"] != plain["mean"]
+    assert cli("run", suite, "--out", tmp_path / "fresh", "--no-progress", "--set", "metric_options.depth.median_scaling=true")[0] == 0
+    assert _summary(tmp_path / "fresh")["results"]["oracle_reproject"]["abs_rel"] == scaled
+
+
+def test_a_relative_dataset_root_is_keyed_by_the_folder_it_names(cli, tmp_path):
+    """Two copies of a suite naming ``root: objs`` (relative to the suite file) in two folders read two datasets:
+    written to one results folder, no row of one is reused for the other."""
+    means = []
+    for folder, seed in (("a", "0"), ("b", "5")):
+        code, _, err = cli("data", "synth", "--kind", "objects", "--out", tmp_path / folder / "objs", "--objects", "1", "--views", "3",
+                           "--size", "16", "--seed", seed)
+        assert code == 0, err
+        suite = write_suite(tmp_path / folder, Path("objs"), pipelines="pipelines: [identity]")
+        assert cli("run", suite, "--out", tmp_path / "shared", "--no-progress")[0] == 0
+        assert cli("run", suite, "--out", tmp_path / f"alone_{folder}", "--no-progress")[0] == 0
+        means.append([_summary(tmp_path / out)["results"]["identity"]["psnr"]["mean"] for out in ("shared", f"alone_{folder}")])
+    assert all(shared == alone for shared, alone in means) and means[0][1] != means[1][1]
 
 
 def test_visuals_and_sample_geometry(cli, tiny_suite, tmp_path, objects_root):
@@ -402,10 +438,13 @@ def test_visuals_and_sample_geometry(cli, tiny_suite, tmp_path, objects_root):
     assert code == 0, err
     from PIL import Image
 
-    grids = sorted((out / "visuals" / "oracle_reproject").glob("*.png"))
+    from bench.visuals import visual_dir
+
+    keys = _summary(out)["meta"]["run_keys"]  # grids are kept per run key: a resumed run shows its own config's
+    grids = sorted(visual_dir(out, "oracle_reproject", keys["oracle_reproject"]).glob("*.png"))
     assert [g.name for g in grids] == ["car_0000_000000-000001.png", "car_0000_000000-000002.png"]
     assert Image.open(grids[0]).size == (4 * 32, 32)  # source | target | prediction | depth
-    assert Image.open(sorted((out / "visuals" / "identity").glob("*.png"))[0]).size == (3 * 32, 32)
+    assert Image.open(sorted(visual_dir(out, "identity", keys["identity"]).glob("*.png"))[0]).size == (3 * 32, 32)
     data_key = _summary(out)["meta"]["data_key"]
     with sqlite3.connect(out / "results.sqlite") as db:
         rows = db.execute("SELECT sample, angle_deg, radius FROM samples WHERE data_key = ?", (data_key,)).fetchall()

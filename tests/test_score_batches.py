@@ -14,9 +14,10 @@ from scipy import stats as sps
 
 from bench.allocator import keep_freed_memory
 from bench.data.base import rotation_defect
+from bench.metrics.base import Metric
 from bench.metrics.evaluate import MetricOptions, score_samples
 from bench.metrics.image import l1, psnr, psnr_masked
-from bench.metrics.pose import ordered_pairs, rot_err_deg
+from bench.metrics.pose import camera_pairs, rot_err_deg
 from bench.metrics.stats import bootstrap_ci, bootstrap_cis
 from bench.runner import check_prediction
 from bench.types import Prediction, Sample, SampleSpec, View
@@ -66,13 +67,13 @@ def test_batched_image_scores_equal_scoring_each_sample_alone(targets, draws):
         assert sc.value == pytest.approx(expected, rel=1e-5)
 
 
-def test_batched_pose_scores_use_every_ordered_camera_pair_of_each_sample():
+def test_batched_pose_scores_use_the_camera_pairs_of_each_sample():
     samples, preds = _batch(targets=3, draws=2, seed=7)
     scores, failures = score_samples(samples, preds, {"rot_err_deg": rot_err_deg}, MetricOptions())
     assert not failures and [s.sample for s in scores] == ["s0", "s1", "s2", "s3"]
     for sc, sample, pred in zip(scores, samples, preds):
-        gt = ordered_pairs(torch.stack([v.cam2world for v in sample.targets]))  # 6 pairs of 3 cameras
-        per_draw = [rot_err_deg.fn(ordered_pairs(pred.poses[:, d]), gt) for d in range(2)]
+        gt = camera_pairs(torch.stack([v.cam2world for v in sample.targets]))  # 3 pairs (i < j) of 3 cameras
+        per_draw = [rot_err_deg.fn(camera_pairs(pred.poses[:, d]), gt) for d in range(2)]
         assert sc.value == pytest.approx(float(torch.cat(per_draw).double().mean()), rel=1e-6)
 
 
@@ -126,6 +127,24 @@ def test_check_prediction_keeps_an_in_range_image_and_clamps_rounding():
     pred.image[0, 0, 0, 0, 0] = 1 + 5e-5
     checked = check_prediction(pred, sample)
     assert float(checked.image.max()) == 1.0 and float(pred.image.max()) > 1.0  # clamped copy, the pipeline's tensor untouched
+
+
+def test_half_precision_predictions_are_scored_in_float32():
+    """A bfloat16 image scores as its values in float32 would: SSIM computed in bfloat16 is off by ~0.04 on a
+    smooth image, whose local variances are of the order of bfloat16's rounding of E[x^2]."""
+    from bench.metrics.image import ssim
+
+    g = torch.Generator().manual_seed(0)
+    target = 0.6 + 0.03 * torch.randn(3, H, W, generator=g)
+    sample = Sample(SampleSpec("s", "scene", ("src",), ("t",)), [View("src", target, torch.eye(3), torch.eye(4))],
+                    [View("t", target, torch.eye(3), torch.eye(4))])
+    image = (target + 0.01 * torch.randn(3, H, W, generator=g))[None, None].to(torch.bfloat16)  # (1, 1, 3, H, W)
+    half = check_prediction(Prediction(image, depth=torch.ones(1, 1, H, W, dtype=torch.float16)), sample)
+    assert half.image.dtype == torch.float32 and half.depth.dtype == torch.float32
+    metrics = {"ssim": Metric(ssim, higher_is_better=True)}
+    scores = [score_samples([sample], [p], metrics, MetricOptions())[0][0].value for p in (half, Prediction(image.float()))]
+    assert scores[0] == scores[1]
+    assert scores[1] - float(ssim(image[0], target[None])) > 0.02  # scored in bfloat16 instead
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")

@@ -82,6 +82,16 @@ def symmetric_epipolar_distance(x_i: Tensor, x_j: Tensor, fundamental: Tensor) -
     return 0.5 * (left_to_right_epipolar_distance(x_i, x_j, fundamental) + right_to_left_epipolar_distance(x_i, x_j, fundamental))
 
 
+def _median(x: Tensor) -> Tensor:
+    """Median of (N,) values, N >= 1, with numpy's definition: the mean of the two middle values when N is even.
+
+    The TSED reference code (Yu et al. 2023) takes ``np.median``; ``torch.median`` returns the lower
+    of the two middle values instead, which can flip a pair's decision.
+    """
+    s = x.sort().values
+    return (s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2
+
+
 @functools.cache
 def _sift():
     from kornia.feature import SIFTFeatureScaleSpace
@@ -137,8 +147,9 @@ def tsed(
     descriptor with Lowe's ratio test (0.8), and each match gets its symmetric epipolar
     distance (:func:`symmetric_epipolar_distance`) under the fundamental matrix of the KNOWN
     cameras (:func:`fundamental_matrix`). The pair is consistent when it has at least ``t_m``
-    matches and their median SED is below ``t_e`` pixels. Defaults T_m = 10, T_e = 2 px; build a
-    variant with :func:`make_tsed`. ``depth`` is not used.
+    matches and their median SED is below ``t_e`` pixels (for an even number of matches, the mean
+    of the two middle values, as the reference code's ``np.median``; :func:`_median`). Defaults
+    T_m = 10, T_e = 2 px; build a variant with :func:`make_tsed`. ``depth`` is not used.
 
     Args:
         images: (T,3,H,W) in [0,1], T >= 2, in trajectory order; K: (T,3,3); cam2world: (T,4,4).
@@ -153,7 +164,7 @@ def tsed(
         x_i, x_j = sift_matches(features[i], features[j])
         fundamental = fundamental_matrix(K[i], cam2world[i], K[j], cam2world[j]).to(x_i)
         sed = symmetric_epipolar_distance(x_i, x_j, fundamental)
-        consistent.append(len(sed) >= t_m and bool(sed.median() < t_e))
+        consistent.append(len(sed) >= max(t_m, 1) and bool(_median(sed) < t_e))
     return torch.tensor(consistent, dtype=torch.float32).mean()
 
 

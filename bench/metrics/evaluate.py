@@ -1,7 +1,7 @@
 """Applying metrics to predictions: which fields each family compares, and per-sample results.
 
 A sample's value of a mean-type metric is the mean over its compared pairs (targets x
-draws; for poses of a multi-camera sample, all ordered camera pairs). A dataset-level
+draws; for poses of a multi-camera sample, every camera pair i < j). A dataset-level
 metric (with ``reduce``) keeps the sample's rows of statistics; its per-sample value is
 ``reduce`` over those rows alone. Non-finite values are failures, never averaged.
 """
@@ -54,7 +54,6 @@ class Score:
     metric: str
     value: float | None
     stats: np.ndarray | None = None
-    group: str = ""  # e.g. the camera-radius bin of the sample, when the suite defines bins
 
 
 def call_pairs(metric: Metric, pred: Tensor, target: Tensor, mask: Tensor | None, options: MetricOptions) -> Tensor:
@@ -86,7 +85,7 @@ def gather_pairs(metric: Metric, samples: list[Sample], preds: list[Prediction])
     """The pairs of every sample of a batch for ``metric``'s family, each tensor built with one stack or cat.
 
     A sample's prediction (T, D, ...) pairs with its T targets' ground truth, each repeated D times;
-    the pairs of a multi-camera pose sample are all ordered camera pairs (:func:`bench.metrics.pose.ordered_pairs`).
+    the pairs of a multi-camera pose sample are its camera pairs i < j (:func:`bench.metrics.pose.camera_pairs`).
     """
     field_ = PRED_FIELD[metric.family]
     owners, errors, predicted = [], [], []
@@ -117,14 +116,18 @@ def gather_pairs(metric: Metric, samples: list[Sample], preds: list[Prediction])
 
 
 def _pose_pairs(predicted: list[Tensor], gts: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, list[int]]:
-    """Pose pairs of multi-camera samples, every ordered pair of cameras per draw: (pred, target, pairs per sample)."""
-    from bench.metrics.pose import ordered_pairs
+    """Pose pairs of multi-camera samples: per draw, each camera pair i < j once (:func:`bench.metrics.pose.camera_pairs`).
+
+    ``predicted`` holds a (T, D, 4, 4) prediction per sample, ``gts`` its (T, 4, 4) ground truth.
+    Returns (pred, target) of shape (P, 4, 4) and the pairs per sample, T(T−1)/2 · D each.
+    """
+    from bench.metrics.pose import camera_pairs
 
     preds, targets, counts = [], [], []
     for p, g in zip(predicted, gts):
-        pairs = [ordered_pairs(p[:, d]) for d in range(p.shape[1])]
+        pairs = [camera_pairs(p[:, d]) for d in range(p.shape[1])]
         preds += pairs
-        targets.append(ordered_pairs(g).repeat(len(pairs), 1, 1))
+        targets.append(camera_pairs(g).repeat(len(pairs), 1, 1))
         counts.append(sum(len(x) for x in pairs))
     return torch.cat(preds), torch.cat(targets), counts
 

@@ -84,8 +84,11 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
     Statistics are population (not sample) moments over the window; the map is averaged
     over the pixels whose window lies inside the image and over channels. This is
     ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False, data_range=1, channel_axis=...)``.
+    use_sample_covariance=False, data_range=1, channel_axis=...)``. Needs images at least 11 px
+    on each side (the window must fit); smaller images raise ValueError.
     """
+    if min(pred.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"ssim needs images at least {SSIM_WINDOW} px on each side, got {tuple(pred.shape[-2:])}")
     s, _ = _ssim_terms(pred, target)
     return s.flatten(1).mean(1)
 

@@ -1,7 +1,7 @@
 """Camera pose metrics: ``fn(pred (N,4,4), target (N,4,4)) -> (N,)`` float64, one value per pair.
 
 Inputs are OpenCV camera-to-world matrices (:mod:`bench.cameras`), absolute or relative
-(for a sample with several cameras the harness scores :func:`ordered_pairs`). Rotation
+(for a sample with several cameras the harness scores :func:`camera_pairs`). Rotation
 and translation errors are taken on the world-to-camera transforms ``x_cam = R x_world + t``
 (:func:`bench.cameras.world_to_camera`), the convention of the relative-pose evaluation of
 PoseDiffusion (Wang et al. 2023, "PoseDiffusion: Solving Pose Estimation via
@@ -115,17 +115,21 @@ def auc_30(pred: Tensor, target: Tensor) -> Tensor:
     return _fraction_below(_pose_error_deg(pred, target), range(1, 31))
 
 
-def ordered_pairs(cam2world: Tensor) -> Tensor:
-    """Relative transforms of all ordered camera pairs of one sample: (T,4,4) -> (T(T−1),4,4).
+def camera_pairs(cam2world: Tensor) -> Tensor:
+    """Relative transforms of the unordered camera pairs of one sample, each once: (T,4,4) -> (T(T−1)/2,4,4).
 
-    Pair (i, j), i ≠ j, is ``relative_pose(cam2world[i], cam2world[j])``: camera i as a
-    cam2world matrix in the frame of camera j. Pairs are ordered i-major:
-    (0,1), (0,2), ..., (1,0), (1,2), ...
+    Pairs are i < j in ``torch.combinations`` order, (0,1), (0,2), ..., (1,2), ...: the pair
+    set of PoseDiffusion's relative-pose evaluation (Wang et al. 2023), where each unordered
+    pair is scored once. Pair (i, j) is ``relative_pose(cam2world[i], cam2world[j])``, camera i
+    as a cam2world matrix in the frame of camera j, so the translation the metrics compare
+    (:func:`bench.cameras.world_to_camera` of it) is camera j's centre in camera i's frame.
+    That is the direction of VGGT's evaluation (Wang et al. 2025, ``se3_to_relative_pose_error``,
+    relative pose ``w2c_i · w2c_j⁻¹``); PoseDiffusion's code compares the other direction (camera
+    i's centre in camera j's frame). Rotation errors are the same both ways, but
+    :data:`trans_angle_deg`, and the accuracies and AUC built on it, are not.
     """
-    n = cam2world.shape[0]
-    i, j = torch.meshgrid(torch.arange(n, device=cam2world.device), torch.arange(n, device=cam2world.device), indexing="ij")
-    keep = i != j
-    return relative_pose(cam2world[i[keep]], cam2world[j[keep]])
+    ij = torch.combinations(torch.arange(cam2world.shape[0], device=cam2world.device), r=2)  # (P, 2), i < j
+    return relative_pose(cam2world[ij[:, 0]], cam2world[ij[:, 1]])
 
 
 def radius_bin(cam2world: Tensor, edges: list[float]) -> Tensor:
