@@ -6,6 +6,7 @@ adapters``) without importing torch.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -15,7 +16,10 @@ if TYPE_CHECKING:
 class Adapter:
     """An external method behind one interface. Register with ``@bench.registry.register_adapter``.
 
-    The constructor takes the typed ``params:`` of the pipeline YAML. ``requires`` names
+    The constructor takes the typed ``params:`` of the pipeline YAML. A weights file named by the
+    YAML's ``checkpoint:`` is set as ``checkpoint`` before :meth:`load`; its bytes are hashed into
+    the run key, so results of other weights are never reused (files named only in ``params`` are
+    not hashed: name the weights with ``checkpoint:``). ``requires`` names
     optional suite fields it needs (``source_depth``, ``source_mask``). ``outputs`` names the
     :class:`~bench.types.Prediction` fields it fills (``image`` and any of ``depth``, ``seg``,
     ``poses``); a suite's metrics on other fields are then reported as not applicable rather
@@ -24,6 +28,7 @@ class Adapter:
 
     requires: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[str, ...] | None] = None
+    checkpoint: Path | None = None
 
     def load(self, device: str) -> None:
         """Load weights and move to ``device``; called once before the first sample."""

@@ -202,4 +202,12 @@ def load_pipeline(name_or_path: str, available: frozenset[str], overrides: list[
     cls = adapters.get(cfg.adapter, doc.where(("adapter",)))
     adapter: Any = build(cls, cfg.params, doc, ("params",))
     _check_fields(cls.requires, set(available), f"adapter '{cfg.adapter}'", doc.where(("adapter",)))
-    return AdapterPipeline(cfg.name, adapter, doc.digest())
+    pipeline = AdapterPipeline(cfg.name, adapter, doc.digest())
+    if cfg.checkpoint is not None:  # the adapter's weights: given to it, and in the run key like a stage pipeline's
+        if not cfg.checkpoint.is_file():
+            raise ConfigError(f"checkpoint not found: {cfg.checkpoint}", doc.where(("checkpoint",)))
+        sha = sha256_of(cfg.checkpoint)
+        adapter.checkpoint = cfg.checkpoint
+        pipeline.checkpoint = {"path": str(cfg.checkpoint), "sha256": sha}
+        pipeline.digest = hashlib.sha256(f"{pipeline.digest}|{sha}".encode()).hexdigest()
+    return pipeline

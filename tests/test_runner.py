@@ -188,6 +188,43 @@ def test_a_stochastic_adapter_scores_a_sample_the_same_whatever_was_scored_befor
     assert values(tmp_path / "other_seed") != whole
 
 
+WEIGHTED_ADAPTER = '''
+import torch
+from bench.adapter import Adapter
+from bench.registry import register_adapter
+from bench.types import Prediction
+
+
+@register_adapter("weighted")
+class Weighted(Adapter):
+    """Predicts a grey level read from its checkpoint file."""
+
+    def load(self, device):
+        self.grey = float(self.checkpoint.read_text())
+
+    def predict(self, sample):
+        return Prediction(torch.full((len(sample.targets), 1, 3, *sample.targets[0].size), self.grey))
+'''
+
+
+def test_an_adapter_checkpoint_is_loaded_and_keys_its_results(cli, tiny_suite, tmp_path):
+    """The YAML's checkpoint: reaches the adapter, is recorded, and other weights are scored again, not reused."""
+    adapters = write_adapters(tmp_path / "adapters", weighted=WEIGHTED_ADAPTER)
+    weights, pipe = tmp_path / "grey.txt", tmp_path / "weighted.yaml"
+    pipe.write_text(f"name: weighted\nadapter: weighted\ncheckpoint: {weights}\n")
+    run = ("run", tiny_suite, "--adapters", adapters, "--pipeline", pipe, "--out", tmp_path / "out", "--no-progress")
+    code, _, err = cli(*run)
+    assert code == 2 and f"checkpoint not found: {weights}" in err
+    means = []
+    for grey in ("0.2", "0.6"):
+        weights.write_text(grey)
+        assert cli(*run)[0] == 0
+        summary = _summary(tmp_path / "out")
+        means.append(summary["results"]["weighted"]["l1"]["mean"])
+        assert summary["meta"]["checkpoints"]["weighted"]["path"] == str(weights)
+    assert means[0] != means[1]
+
+
 def test_adapter_from_pipeline_yaml_with_typed_params(cli, tiny_suite, tmp_path, adapter_dir):
     pipe = tmp_path / "grey.yaml"
     pipe.write_text("name: grey\nadapter: flaky\nparams: {grey: white}\n")
