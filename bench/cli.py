@@ -101,6 +101,9 @@ def run(
         return
     typer.echo(format_table(summary))
     typer.echo(f"\n{summary['n_samples']} samples; results in {folder}/summary.json and {folder}/results.sqlite")
+    if summary["meta"]["not_summarized"]:
+        typer.echo(f"note: {folder}/results.sqlite also holds runs of {', '.join(summary['meta']['not_summarized'])}, which this "
+                   "summary (and a leaderboard built from it) leaves out; name them with --pipeline too to summarize them")
 
 
 def _exec_torchrun(nproc: int) -> None:

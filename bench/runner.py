@@ -371,6 +371,7 @@ def summarize(
             "git_commit": _git_commit(),
             "config_hashes": {"suite": suite.doc.digest(), **{p.name: p.digest for p in pipelines}},
             "run_keys": keys,
+            "not_summarized": sorted(store.pipelines() - set(keys)),  # pipelines of earlier commands in this results folder
             "data_key": suite.data_digest(),
             "checkpoints": {p.name: p.checkpoint for p in pipelines if p.checkpoint},
             "suite_config": suite.doc.data,

@@ -228,6 +228,10 @@ class Store:
                 out.stats.append(_from_blob(blob))
         return out
 
+    def pipelines(self) -> set[str]:
+        """Names of the pipelines with runs in this file (under any run key)."""
+        return {name for (name,) in self.db.execute("SELECT DISTINCT pipeline FROM runs")}
+
     def radii(self, data_key: str) -> dict[str, float]:
         """``sample -> radius`` (first target camera's distance from the origin) of the samples of ``data_key``."""
         return dict(self.db.execute("SELECT sample, radius FROM samples WHERE data_key = ?", (data_key,)))

@@ -98,6 +98,15 @@ def test_rerun_resumes_and_computes_nothing(cli, tiny_suite, tmp_path, monkeypat
     assert sum(calls) == N_SAMPLES  # a changed pipeline config is a new run; identity is untouched
 
 
+def test_a_summary_of_some_pipelines_says_which_it_leaves_out(cli, tiny_suite, tmp_path):
+    out = tmp_path / "out"
+    code, stdout, _ = cli("run", tiny_suite, "--out", out, "--no-progress", "--limit", "2")
+    assert code == 0 and "note:" not in stdout and _summary(out)["meta"]["not_summarized"] == []
+    code, stdout, _ = cli("run", tiny_suite, "--out", out, "--no-progress", "--limit", "2", "--pipeline", "identity")
+    assert code == 0 and list(_summary(out)["results"]) == ["identity"]
+    assert _summary(out)["meta"]["not_summarized"] == ["oracle_reproject"] and "also holds runs of oracle_reproject" in stdout
+
+
 def test_same_seed_same_numbers(cli, tiny_suite, tmp_path):
     for name in ("a", "b"):
         cli("run", tiny_suite, "--out", tmp_path / name, "--no-progress", "--seed", "3")
