@@ -9,7 +9,8 @@ Convention (used by every reader, stage and metric inside the harness):
 - depth: z-depth in world units (distance along the optical axis), 0 means invalid.
 
 Converters to pytorch3d (``PerspectiveCameras``) and kornia (``PinholeCamera``) live here,
-and nowhere else. pytorch3d puts pixel centres at half-integer screen coordinates (pixel
+and nowhere else; so does :func:`from_pixel_edges`, which every reader of Blender-made intrinsics
+(principal point measured from the image edge) uses. pytorch3d puts pixel centres at half-integer screen coordinates (pixel
 column j spans [j, j+1)), and ``pytorch3d.utils.cameras_from_opencv_projection`` does not
 shift for it, so the converters move the principal point by half a pixel: without that,
 everything rendered with pytorch3d lands half a pixel off (measured in
@@ -115,6 +116,32 @@ def to_pytorch3d(K: Tensor, cam2world: Tensor, image_size: tuple[int, int]):
     r, t = world_to_camera(cam2world)
     size = torch.tensor([image_size], dtype=K.dtype, device=K.device).expand(K.shape[0], 2)
     return cameras_from_opencv_projection(R=r, tvec=t, camera_matrix=_shift_principal_point(K, 0.5), image_size=size)
+
+
+def from_pixel_edges(K: Tensor, size: tuple[int, int], image_size: tuple[int, int] | None = None) -> Tensor:
+    """Intrinsics in this module's convention from intrinsics measured from the image's edge.
+
+    Blender's sensor model, and the files written from it, count pixel coordinates from the
+    image's top-left corner, so pixel column ``j`` spans ``[j, j + 1)`` and the image centre is
+    ``W / 2``: shapenet_renderer's SRN ``intrinsics.txt`` (``u_0 = W / 2`` in
+    ``get_calibration_matrix_K_from_blender``, github.com/vsitzmann/shapenet_renderer), DISN's
+    ``getBlenderProj`` and nerfstudio's ``cx``/``cy``. Here column ``j``'s centre is at ``u = j``, so
+    ``u_here = u_edge - 0.5``. Coordinates from the edge scale with the image, so for an image
+    resized from ``size`` to ``image_size``: ``u_here = sx u_edge - 0.5`` with ``sx = W' / W``
+    (likewise rows): ``fx' = sx fx``, ``cx' = sx cx - 0.5``.
+
+    Args:
+        K: (..., 3, 3) intrinsics in pixels of a ``size`` image, principal point measured from the edge.
+        size: (H, W) of the image ``K`` describes.
+        image_size: (H, W) of the image the result is for (default ``size``: no resizing).
+
+    Returns:
+        (..., 3, 3) intrinsics in pixels of an ``image_size`` image, pixel centres at integers.
+    """
+    h, w = image_size or size
+    sy, sx = h / size[0], w / size[1]
+    to_centres = torch.tensor([[sx, 0.0, -0.5], [0.0, sy, -0.5], [0.0, 0.0, 1.0]], dtype=K.dtype, device=K.device)
+    return to_centres @ K
 
 
 def _shift_principal_point(K: Tensor, offset: float) -> Tensor:

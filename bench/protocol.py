@@ -2,7 +2,9 @@
 
 A protocol turns a reader's scenes and view lists into :class:`~bench.types.SampleSpec` s,
 in a fixed order (so ``--limit`` and resume are reproducible). View indices refer to a
-scene's views sorted by id; negative indices count from the end.
+scene's views in the order of its reader's ``view_ids()`` (SRN: sorted file names, DISN: metadata
+lines, RealEstate10K: increasing timestamps, Blender: the transforms file's frame order, VOC: the
+list file's order); negative indices count from the end.
 """
 
 from __future__ import annotations

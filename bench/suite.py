@@ -81,8 +81,9 @@ class Suite:
 
     def data_digest(self) -> str:
         """Hash of what decides the samples and their ground truth: dataset and protocol config, with the
-        dataset root resolved (two suites naming ``root: data/x`` from different folders read different data)."""
-        dataset = {**self.doc.data["dataset"], "root": str(Path(self.reader.root).resolve())}
+        dataset root resolved (two suites naming ``root: data/x`` from different folders read different data),
+        and the reader's revision (:class:`bench.data.base.Reader`)."""
+        dataset = {**self.doc.data["dataset"], "root": str(Path(self.reader.root).resolve()), "reader_revision": self.reader.revision}
         return Doc({"dataset": dataset, "protocol": self.doc.data["protocol"]}, {}).digest()
 
     def scoring_digest(self) -> str:

@@ -9,6 +9,7 @@ import torch
 
 from bench.cameras import (
     camera_to_world,
+    from_pixel_edges,
     from_pytorch3d,
     look_at,
     project,
@@ -59,6 +60,32 @@ def test_pytorch3d_round_trip_and_projection():
     torch.testing.assert_close(screen[..., :2], uv + 0.5, atol=1e-3, rtol=1e-4)  # pytorch3d: centres at j + 0.5
     world_to_view = cams.get_world_to_view_transform().transform_points(points)
     torch.testing.assert_close(world_to_view[..., 2], z, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(128, 128), (64, 64), (96, 48), (40, 160)])
+def test_from_pixel_edges_keeps_the_scene_at_the_same_fraction_of_the_image(size):
+    """A Blender camera of a 128 x 128 image (f = 131.25, principal point 64 from the edge, as in SRN's files):
+    the optical axis lands on the image centre (W - 1) / 2 at any size, and a point at edge coordinate
+    (96, 32), i.e. 3/4 across and 1/4 down, lands at (3/4 W - 0.5, 1/4 H - 0.5)."""
+    h, w = size
+    K = from_pixel_edges(torch.tensor([[131.25, 0, 64.0], [0, 131.25, 64.0], [0, 0, 1]]), (128, 128), size)
+    c2w = look_at(torch.tensor([[0.3, -1.2, 0.4]]))
+    in_camera = 1.1 * torch.tensor([[0.0, 0.0, 1.0], [(96 - 64) / 131.25, (32 - 64) / 131.25, 1.0]])  # z = 1.1
+    points = in_camera @ c2w[0, :3, :3].T + c2w[0, :3, 3]
+    uv, _ = project(points[None], K[None], c2w)
+    torch.testing.assert_close(uv[0], torch.tensor([[(w - 1) / 2, (h - 1) / 2], [0.75 * w - 0.5, 0.25 * h - 0.5]]))
+    torch.testing.assert_close(K[0, 0] / w, torch.tensor(131.25 / 128))
+
+
+def test_from_pixel_edges_is_the_half_pixel_shift_then_the_warp_resize():
+    """Independent composition: shift to pixel centres at the stored size, then bench.stages.warp's centre-convention resize."""
+    from bench.stages.warp import scale_intrinsics
+
+    K = torch.tensor([[[70.0, 0.3, 40.0], [0, 65.0, 30.5], [0, 0, 1]], [[50.0, 0, 33.0], [0, 52.0, 24.0], [0, 0, 1]]])
+    shifted = K.clone()
+    shifted[:, :2, 2] -= 0.5
+    torch.testing.assert_close(from_pixel_edges(K, (60, 80)), shifted)
+    torch.testing.assert_close(from_pixel_edges(K, (60, 80), (45, 200)), scale_intrinsics(shifted, (60, 80), (45, 200)))
 
 
 def test_kornia_projection_agrees():

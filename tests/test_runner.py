@@ -462,6 +462,18 @@ def test_changed_metric_options_score_again(cli, tmp_path, objects_root, monkeyp
     assert _summary(tmp_path / "fresh")["results"]["oracle_reproject"]["abs_rel"] == scaled
 
 
+def test_results_of_an_earlier_reader_revision_are_scored_again(cli, tiny_suite, tmp_path, monkeypatch):
+    from bench.data.srn import SRNReader
+
+    assert cli("run", tiny_suite, "--out", tmp_path / "out", "--no-progress", "--limit", "4")[0] == 0
+    calls = []
+    original = StagePipeline.predict_batch
+    monkeypatch.setattr(StagePipeline, "predict_batch", lambda self, s, st: calls.append(len(s)) or original(self, s, st))
+    monkeypatch.setattr(SRNReader, "revision", SRNReader.revision + 1)  # a fix of what the reader returns
+    assert cli("run", tiny_suite, "--out", tmp_path / "out", "--no-progress", "--limit", "4")[0] == 0
+    assert sum(calls) == 2 * 4
+
+
 def test_a_relative_dataset_root_is_keyed_by_the_folder_it_names(cli, tmp_path):
     """Two copies of a suite naming ``root: objs`` (relative to the suite file) in two folders read two datasets:
     written to one results folder, no row of one is reused for the other."""

@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.cameras import project
+from bench.cameras import look_at, project
 from bench.data.srn import SRNReader
-from bench.data.synth import ObjectSet
+from bench.data.synth import ObjectSet, object_cameras
+from bench.errors import ConfigError
 from tests.conftest import PROJECT
 
 
@@ -39,17 +40,54 @@ def test_hand_written_fixture(hand_srn):
     v0, v1 = reader.load_view("abc", "000000"), reader.load_view("abc", "000001")
     assert v0.image.shape == (3, 64, 64)  # alpha dropped
     assert v0.image[0, 0, 0].item() == pytest.approx(200 / 255)
-    # intrinsics given for 128x128, images are 64x64: K scaled by 0.5
-    torch.testing.assert_close(v0.K, torch.tensor([[50.0, 0, 32], [0, 50, 32], [0, 0, 1]]))
-    # the world point (0.2, -0.1, 0): 2 m in front of view 0, at u = 32 + 50*0.2/2 = 37, v = 32 - 2.5 = 29.5
+    # intrinsics given for 128x128 (principal point 64 from the edge), images are 64x64: f = 50, cx = 32 - 0.5
+    torch.testing.assert_close(v0.K, torch.tensor([[50.0, 0, 31.5], [0, 50, 31.5], [0, 0, 1]]))
+    # the world point (0.2, -0.1, 0): 2 m in front of view 0, at u = 31.5 + 50*0.2/2 = 36.5, v = 31.5 - 2.5 = 29
     point = torch.tensor([[[0.2, -0.1, 0.0]]])
     uv, z = project(point, v0.K[None], v0.cam2world[None])
-    torch.testing.assert_close(uv[0, 0], torch.tensor([37.0, 29.5]))
+    torch.testing.assert_close(uv[0, 0], torch.tensor([36.5, 29.0]))
     assert z.item() == pytest.approx(2.0)
     # view 1 sits at (2, 0, 0) looking along -x; its camera x axis is world -z, so world z = 0 maps to u = cx
     uv, z = project(point, v1.K[None], v1.cam2world[None])
-    torch.testing.assert_close(uv[0, 0], torch.tensor([32.0, 32 + 50 * -0.1 / 1.8]))
+    torch.testing.assert_close(uv[0, 0], torch.tensor([31.5, 31.5 + 50 * -0.1 / 1.8]))
     assert z.item() == pytest.approx(1.8)
+
+
+@pytest.mark.parametrize("size", [128, 64])
+def test_shapenet_renderer_intrinsics_put_the_optical_axis_at_the_image_centre(tmp_path, size):
+    """An intrinsics.txt as shapenet_renderer writes it for 128 px (Blender: u_0 = W / 2 from the edge), images at 128 or 64 px."""
+    obj = tmp_path / "abc"
+    (obj / "rgb").mkdir(parents=True)
+    (obj / "pose").mkdir()
+    (obj / "intrinsics.txt").write_text("131.250000 64.000000 64.000000 0.\n0. 0. 0.\n1.\n128 128\n")
+    c2w = look_at(torch.tensor([[0.4, -1.1, 0.5]]))[0]  # looks at the origin
+    (obj / "pose" / "000000.txt").write_text(" ".join(map(str, c2w.flatten().tolist())) + "\n")
+    Image.fromarray(np.full((size, size, 3), 255, np.uint8)).save(obj / "rgb" / "000000.png")
+    reader = SRNReader(tmp_path)
+    torch.testing.assert_close(reader.pose("abc", "000000"), c2w)  # before scenes(): the folder is found on first use
+    view = reader.load_view("abc", "000000")
+    s = size / 128
+    torch.testing.assert_close(view.K, torch.tensor([[131.25 * s, 0, size / 2 - 0.5], [0, 131.25 * s, size / 2 - 0.5], [0, 0, 1]]))
+    uv, _ = project(torch.zeros(1, 1, 3), view.K[None], view.cam2world[None])
+    torch.testing.assert_close(uv[0, 0], torch.full((2,), (size - 1) / 2))
+
+
+def test_generated_set_reads_back_its_render_cameras_and_old_sets_are_refused(tmp_path):
+    """The generator writes SRN's file convention (cx = S / 2); the reader returns the K it rendered with; a version-1 set
+    (whose files held (S - 1) / 2) is refused, and ensure() regenerates it."""
+    request = ObjectSet(objects=1, views=1, size=16, split="cars_test")
+    request.generate(tmp_path)
+    obj = tmp_path / "cars_test" / "car_0000"
+    assert (obj / "intrinsics.txt").read_text().split("\n")[0] == "16.406250 8.000000 8.000000 0."
+    K, _ = object_cameras(0, 0, 1, 16, request.radius)
+    torch.testing.assert_close(SRNReader(tmp_path, split="cars_test").load_view("car_0000", "000000").K, K[0])
+    marker = tmp_path / "synth.json"
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "version": 1}))
+    with pytest.raises(ConfigError, match="written by version 1 of the objects generator"):
+        SRNReader(tmp_path, split="cars_test").scenes()
+    assert not request.matches(tmp_path)
+    request.ensure(tmp_path)
+    assert SRNReader(tmp_path, split="cars_test").scenes() == ["car_0000"]
 
 
 def test_chairs_training_split_nesting(hand_srn):

@@ -34,12 +34,14 @@ def read_pose(path: Path) -> torch.Tensor:
 
 
 def read_intrinsics(path: Path) -> tuple[torch.Tensor, tuple[int, int]]:
-    """(3, 3) float64 K and (H, W) from an SRN intrinsics file."""
+    """(3, 3) float64 K (pixel centres at integers) and (H, W) from an SRN intrinsics file.
+
+    SRN's files (shapenet_renderer) measure the principal point from the image edge: half a pixel more.
+    """
     lines = [line.split() for line in path.read_text().splitlines()]
-    assert len(lines) == 4 and [float(x) for x in lines[1]] == [0, 0, 0] and float(lines[2][0]) == 1
-    f, cx, cy, zero = (float(x) for x in lines[0])
-    assert zero == 0
-    K = torch.tensor([[f, 0, cx], [0, f, cy], [0, 0, 1]], dtype=torch.float64)
+    assert len(lines) == 4 and lines[1:3] == [["0.", "0.", "0."], ["1."]] and lines[0][3] == "0."
+    f, cx, cy = (float(x) for x in lines[0][:3])
+    K = torch.tensor([[f, 0, cx - 0.5], [0, f, cy - 0.5], [0, 0, 1]], dtype=torch.float64)
     return K, (int(lines[3][0]), int(lines[3][1]))
 
 
@@ -70,6 +72,7 @@ def test_layout(dataset: Path) -> None:
         assert hw == (SIZE, SIZE)
         assert K[0, 0] == pytest.approx(131.25 / 128 * SIZE) and K[1, 1] == K[0, 0]
         assert K[0, 2] == K[1, 2] == (SIZE - 1) / 2
+        assert (dataset / obj / "intrinsics.txt").read_text().startswith("65.625000 32.000000 32.000000 0.\n")  # SRN's file at 64 px
     params = json.loads((dataset / "synth.json").read_text())
     assert params == synth.ObjectSet(OBJECTS, VIEWS, SIZE, RADIUS, SEED).params()
     assert {"objects", "views", "size", "radius", "seed", "version"} <= set(params)

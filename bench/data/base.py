@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from itertools import chain
 from pathlib import Path
+from typing import ClassVar
 
 from torch import Tensor
 
@@ -28,8 +29,11 @@ class Reader:
         provides: optional state fields it fills (``source_depth``, ``source_mask``, ``source_seg``).
         near, far: scene depth bounds, available to pipelines.
         background: background colour (RGB in [0, 1]) of object datasets.
+        revision: raised when a fix changes what the reader returns for the same files; it is part of
+            the suite's data key, so results scored through the old reader are not reused.
     """
 
+    revision: ClassVar[int] = 1
     root: Path
     provides: frozenset[str] = frozenset()
     near: float = 0.1

@@ -28,16 +28,17 @@ A transforms file is ``{"camera_angle_x": fov_x, "frames": [{"file_path": "./tes
   defaults here.
 
 Principal point: Blender renders with the principal point at the centre of the sensor,
-which is ``((W - 1) / 2, (H - 1) / 2)`` with pixel centres at integer coordinates
-(:mod:`bench.cameras`). nerfstudio's Blender parser agrees: it sets ``cx = W / 2`` and casts
-rays through ``index + 0.5`` (``blender_dataparser.py`` and ``Cameras.get_image_coords``,
-``pixel_offset=0.5``). The original NeRF code casts pixel index i at ``i - W/2``, half a
-pixel away from the rendered centre; this reader follows the renderer, not that shift.
+``(W / 2, H / 2)`` measured from the image edge, which is ``((W - 1) / 2, (H - 1) / 2)`` with pixel
+centres at integer coordinates (:mod:`bench.cameras`, :func:`bench.cameras.from_pixel_edges`).
+nerfstudio's Blender parser agrees: it sets ``cx = W / 2`` and casts rays through ``index + 0.5``
+(``blender_dataparser.py`` and ``Cameras.get_image_coords``, ``pixel_offset=0.5``). The original
+NeRF code casts pixel index i at ``i - W/2``, half a pixel away from the rendered centre; this
+reader follows the renderer, not that shift.
 
 Optional intrinsics in nerfstudio's style (``fl_x``, ``fl_y``, ``cx``, ``cy`` in pixels of the
 stored image; docs.nerf.studio "Data conventions", "Camera intrinsics") replace the ones
 derived from ``camera_angle_x``; a frame's own keys come before the file's top-level keys.
-nerfstudio's ``cx``/``cy`` count pixel centres at ``+0.5``, so they are shifted by -0.5 here;
+nerfstudio's ``cx``/``cy`` count pixel centres at ``+0.5`` (from the edge), so they are shifted by -0.5 here;
 a missing ``fl_y`` equals ``fl_x``. nerfstudio's ``w`` and ``h`` (the image size those pixels
 refer to), when given, must be the stored image's size.
 """
@@ -52,6 +53,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from bench.cameras import from_pixel_edges
 from bench.data.base import ORTHONORMAL_TOLERANCE, Reader, is_rotation, rotation_defect
 from bench.data.io import composite, read_rgba, read_text
 from bench.errors import ConfigError
@@ -97,7 +99,7 @@ def fov_intrinsics(camera_angle_x: float, width: int, height: int) -> Tensor:
     coordinates (see the module docstring).
     """
     f = focal_from_fov(camera_angle_x, width)
-    return pinhole(f, f, (width - 1) / 2, (height - 1) / 2)
+    return from_pixel_edges(pinhole(f, f, width / 2, height / 2), (height, width))
 
 
 @dataclass(frozen=True)
@@ -187,12 +189,8 @@ def frame_intrinsics(meta: dict, frame: Frame, width: int, height: int, where: P
             raise ConfigError(f"transforms file has neither 'camera_angle_x' nor 'fl_x' (frame {frame.id}): {where}")
         fx = focal_from_fov(key("camera_angle_x"), width)
     fy, cx, cy = key("fl_y"), key("cx"), key("cy")
-    return pinhole(
-        fx,
-        fx if fy is None else fy,
-        (width - 1) / 2 if cx is None else cx - 0.5,
-        (height - 1) / 2 if cy is None else cy - 0.5,
-    )
+    from_edge = pinhole(fx, fx if fy is None else fy, width / 2 if cx is None else cx, height / 2 if cy is None else cy)
+    return from_pixel_edges(from_edge, (height, width))
 
 
 class BlenderReader(Reader):

@@ -66,7 +66,7 @@ Depth is often clipped: in 5 of the 36 easy views of that car no object pixel ha
 alpha > 127. DISN's own loader drops the alpha (black background) or whitens the alpha = 0
 pixels (``--backcolorwhite``). Images are resized to ``size`` x ``size`` (the method's 256):
 RGB bilinearly with antialiasing, depth and mask by nearest neighbour; ``K`` is scaled about
-pixel edges (``c' = (c + 0.5) s - 0.5``).
+pixel edges (:func:`bench.cameras.from_pixel_edges`: ``c' = s u_0 - 0.5``).
 
 **View sampling** (``render_blender.py``): easy view i has yaw ``(i + 1) * 10`` plus a uniform
 jitter in [-5, 5] degrees, elevation uniform in [20, 30], distance ratio uniform in [0.65, 1]
@@ -92,7 +92,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from bench.cameras import look_at
+from bench.cameras import from_pixel_edges, look_at
 from bench.data.base import Reader
 from bench.data.io import composite, read_array, read_rgba, read_text
 from bench.errors import ConfigError
@@ -149,10 +149,16 @@ def camera_to_world(view: ViewParams) -> Tensor:
     return look_at(view.distance * centre[None])[0].float()
 
 
-def intrinsics(view: ViewParams, height: int, width: int) -> Tensor:
-    """(3, 3) ``K`` of a ``height x width`` render: f = focal / sensor * W, principal point at the centre."""
+def intrinsics(view: ViewParams, height: int, width: int, size: tuple[int, int] | None = None) -> Tensor:
+    """(3, 3) ``K`` of a ``height x width`` render, for the image resized to ``size`` (H, W; default: not resized).
+
+    ``getBlenderProj``'s ``f = focal / sensor * W`` and ``u_0 = W / 2``, ``v_0 = H / 2`` (from the
+    image edge), converted by :func:`bench.cameras.from_pixel_edges`: the principal point is the
+    image centre, ``(W - 1) / 2`` unresized.
+    """
     f = view.focal_mm / view.sensor_mm * width
-    return torch.tensor([[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    from_edge = torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
+    return from_pixel_edges(from_edge, (height, width), size)
 
 
 def decode_depth(encoded: np.ndarray) -> Tensor:
@@ -165,15 +171,6 @@ def encode_depth(depth: Tensor) -> np.ndarray:
     """(H, W) uint8 DISN depth values from z-depth (H, W), 0 = background (written as 255)."""
     v = ((depth - DEPTH_OFFSET) * DEPTH_SCALE).clamp(0.0, 1.0) * 255.0
     return torch.where(depth > 0, v.round(), torch.full_like(v, 255.0)).numpy().astype(np.uint8)
-
-
-def scale_intrinsics(K: Tensor, src: tuple[int, int], dst: tuple[int, int]) -> Tensor:
-    """``K`` (3, 3) of an image resized from ``src`` (H, W) to ``dst``: pixel edges stay aligned."""
-    sy, sx = dst[0] / src[0], dst[1] / src[1]
-    out = K.clone()
-    out[0, 0], out[1, 1] = K[0, 0] * sx, K[1, 1] * sy
-    out[0, 2], out[1, 2] = (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5
-    return out
 
 
 def _resize(x: Tensor, size: int, mode: Literal["bilinear", "nearest-exact"]) -> Tensor:
@@ -269,7 +266,7 @@ class DISNReader(Reader):
         alpha = rgba[3:]
         image = composite(rgba, self.background)
         hw = (image.shape[-2], image.shape[-1])
-        K = intrinsics(params, *hw)
+        K = intrinsics(params, *hw, None if self.size is None else (self.size, self.size))
         mask = alpha > 0.5
         depth = None
         if self.with_depth:
@@ -280,7 +277,6 @@ class DISNReader(Reader):
                 raise ConfigError(f"depth image {depth_path} is {encoded.shape}, its RGB image is {hw}")
             depth = decode_depth(encoded)[None]
         if self.size is not None:
-            K = scale_intrinsics(K, hw, (self.size, self.size))
             image = _resize(image, self.size, "bilinear").clamp(0.0, 1.0)
             mask = _resize(mask.float(), self.size, "nearest-exact") > 0.5
             depth = None if depth is None else _resize(depth, self.size, "nearest-exact")

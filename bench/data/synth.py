@@ -15,13 +15,19 @@ integer coordinates, z-depth); pytorch3d only sees them through :func:`bench.cam
 Layout written under ``out``::
 
     synth.json                       generator parameters (see :meth:`ObjectSet.params`)
-    <obj>/intrinsics.txt             SRN: ``f cx cy 0.`` / ``0. 0. 0.`` / ``1.`` / ``H W``
+    <obj>/intrinsics.txt             SRN: ``f cx cy 0.`` / ``0. 0. 0.`` / ``1.`` / ``H W`` (below)
     <obj>/rgb/NNNNNN.png             8-bit RGB, white background
     <obj>/pose/NNNNNN.txt            4x4 OpenCV cam2world, 16 numbers on one line
     <obj>/depth/NNNNNN.png           16-bit z-depth in millimetres, 0 = background
     <obj>/mask/NNNNNN.png            8-bit, 255 = object, 0 = background
 
 with ``<obj>`` = ``car_0000``, ``chair_0001``, ``car_0002``, ...
+
+``intrinsics.txt`` is written as shapenet_renderer writes SRN's (``blender_interface.py`` of
+github.com/vsitzmann/shapenet_renderer): ``%f`` numbers, and the principal point measured from the
+image edge, ``cx = cy = S / 2`` (:func:`bench.cameras.from_pixel_edges`); the cameras the images are
+rendered with have ``cx = cy = (S - 1) / 2`` in pixel centres, which is where the SRN reader puts them.
+``f`` is exact in six decimals when ``S`` is a multiple of 8 (otherwise rounded, as in SRN's files).
 """
 
 from __future__ import annotations
@@ -41,10 +47,9 @@ from torch import Tensor
 
 from bench.cameras import look_at, to_pytorch3d
 from bench.data.generated import GeneratedSet, save_png, save_text
+from bench.data.srn import SYNTH_FORMAT, SYNTH_FORMAT_VERSION
 from bench.errors import ConfigError
 
-FORMAT = "nvsbench-synth-srn"
-FORMAT_VERSION = 1
 FOCAL_PER_PIXEL = 131.25 / 128.0  # SRN's focal length of 131.25 px at 128 x 128
 ELEVATION_DEG = (5.0, 60.0)  # camera elevation above the horizon
 OBJECT_RADIUS = 0.55  # farthest vertex from the origin; keeps objects in frame at distance 1.3
@@ -292,14 +297,14 @@ def _write_object(folder: Path, K: Tensor, cam2world: Tensor, rgb: Tensor, depth
 
     Args:
         folder: the object's folder.
-        K: (3, 3) intrinsics shared by all views.
+        K: (3, 3) intrinsics shared by all views, pixel centres at integers (the file measures from the edge: + 0.5).
         cam2world: (V, 4, 4) poses; rgb: (V, S, S, 3) in [0, 1]; depth: (V, S, S); mask: (V, S, S).
     """
     for sub in ("rgb", "pose", "depth", "mask"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     size = rgb.shape[1]
-    f, cx, cy = K[0, 0].item(), K[0, 2].item(), K[1, 2].item()
-    save_text(folder / "intrinsics.txt", f"{f!r} {cx!r} {cy!r} 0.\n0. 0. 0.\n1.\n{size} {size}\n")
+    f, cx, cy = K[0, 0].item(), K[0, 2].item() + 0.5, K[1, 2].item() + 0.5
+    save_text(folder / "intrinsics.txt", f"{f:f} {cx:f} {cy:f} 0.\n0. 0. 0.\n1.\n{size} {size}\n")
     rgb8 = (rgb * 255).round().clamp(0, 255).to(torch.uint8).numpy()
     depth_mm = (depth * 1000).round().clamp(0, 65535).numpy().astype(np.uint16)
     mask8 = mask.numpy().astype(np.uint8) * 255
@@ -321,8 +326,8 @@ class ObjectSet(GeneratedSet):
     ``split`` puts the objects in ``<out>/<split>/`` as an SRN download does (``cars_test``).
     """
 
-    FORMAT = FORMAT
-    FORMAT_VERSION = FORMAT_VERSION
+    FORMAT = SYNTH_FORMAT
+    FORMAT_VERSION = SYNTH_FORMAT_VERSION
 
     objects: int = 8
     views: int = 24
@@ -362,7 +367,8 @@ def generate_objects(
     Objects alternate car / chair (``car_0000``, ``chair_0001``, ...). Each has ``views`` cameras
     at a distance uniform in ``radius`` (equal bounds: fixed), azimuth uniform in [0, 360) and
     elevation uniform in [5, 60] degrees, looking at the origin with world +z up. Images are
-    ``size x size`` with f = 131.25 / 128 * size and cx = cy = (size - 1) / 2. The same
+    ``size x size`` with f = 131.25 / 128 * size and cx = cy = (size - 1) / 2 (``size / 2`` in
+    ``intrinsics.txt``, which measures from the image edge as SRN's files do). The same
     arguments give byte-identical files. An earlier generated set in ``out`` is replaced; a
     folder holding anything else is refused with a ``ConfigError``.
 
