@@ -114,6 +114,13 @@ class Result:
     def entry(self, pipeline: str, metric: str) -> dict:
         return self.summary["results"].get(pipeline, {}).get(metric, {})
 
+    @property
+    def sample_limit(self) -> int | None:
+        """The run's ``--limit`` when it may have left samples out: None when unset, or when fewer
+        samples than the limit were found (then the run scored every sample)."""
+        limit, n = self.meta.get("limit"), self.summary.get("n_samples")
+        return None if limit is None or (isinstance(n, int) and n < limit) else int(limit)
+
     def failed_samples(self, pipeline: str) -> int:
         """Distinct samples with a failure (the summary holds one record per sample and failing step or metric)."""
         return len({f.get("sample") for f in self.summary.get("failures", {}).get(pipeline, [])})
@@ -283,10 +290,12 @@ class Row:
 
 @dataclass
 class PublishedRow:
-    """One published method's values in a table's columns ("" where it reports none)."""
+    """One published method's values in a table's columns ("" where it reports none) and the CSV
+    ``notes`` of those values (prefixed with the CSV metric name where the values' notes differ)."""
 
     source: Published
     values: list[str]
+    notes: str = ""
 
 
 @dataclass
@@ -355,7 +364,16 @@ def published_rows(published: list[Published], metrics: list[str]) -> list[Publi
     for p in published:
         if p.our_metric in metrics:
             grouped.setdefault(p.key, {})[p.our_metric] = p
-    return [PublishedRow(next(iter(by.values())), [by[m].value if m in by else "" for m in metrics]) for by in grouped.values()]
+    return [PublishedRow(next(iter(by.values())), [by[m].value if m in by else "" for m in metrics], _row_notes(list(by.values())))
+            for by in grouped.values()]
+
+
+def _row_notes(values: list[Published]) -> str:
+    """The CSV notes of one row's values: once when all share it, else "metric: note" for each with one."""
+    notes = {p.notes for p in values}
+    if len(notes) == 1:
+        return notes.pop()
+    return "; ".join(f"{p.metric}: {p.notes}" for p in values if p.notes)
 
 
 # --------------------------------------------------------------------------- plots
@@ -533,12 +551,18 @@ def protocol_summary(config: dict) -> str:
     return "; ".join([f"{kind} ({params})" if params else str(kind), *extras])
 
 
-def data_summary(config: dict) -> str:
-    """The dataset reader, split and whether it is a generated stand-in."""
+def data_summary(config: dict, limit: int | None = None) -> str:
+    """The dataset reader, split, root, whether it is a generated stand-in, and the run's sample
+    limit (:attr:`Result.sample_limit`). A relative root is as the suite's YAML wrote it."""
     data = config.get("dataset") or {}
     parts = [f"{data.get('reader', '?')} reader"] + ([f"split {data['split']}"] if data.get("split") else [])
+    if data.get("root"):
+        root = str(data["root"])
+        parts.append(f"root {root}" + ("" if Path(root).is_absolute() else " (relative to the suite's YAML)"))
     if data.get("generate"):
         parts.append(f"synthetic stand-in ({data['generate'].get('kind', '?')})")
+    if limit is not None:
+        parts.append(f"first {limit} samples only")
     return ", ".join(parts)
 
 
@@ -661,7 +685,7 @@ def render_site(results: list[Result], published: list[Published], site: Path) -
         page = f"suite-{r.slug}.html"
         (site / page).write_text(env.get_template("suite.html.j2").render(
             r=r, hrefs=hrefs, tables=tables, published=mine, plots=suite_plots(r), unavailable=unavailable,
-            protocol=protocol_summary(r.config), data=data_summary(r.config), significance=SIGNIFICANCE,
+            protocol=protocol_summary(r.config), data=data_summary(r.config, r.sample_limit), significance=SIGNIFICANCE,
         ))
         for pipe in r.pipelines:
             failures = r.summary.get("failures", {}).get(pipe, [])
@@ -671,7 +695,7 @@ def render_site(results: list[Result], published: list[Published], site: Path) -
                 images=copy_visuals(r, pipe, site), failures=failures[:MAX_FAILURES], n_failures=len(failures),
             ))
         best = [p for p in r.pipelines if r.entry(p, r.summary.get("primary_metric") or "").get("best")]
-        index.append({"r": r, "href": page, "protocol": protocol_summary(r.config), "data": data_summary(r.config),
+        index.append({"r": r, "href": page, "protocol": protocol_summary(r.config), "data": data_summary(r.config, r.sample_limit),
                       "best": best[0] if best else None, "n_published": len({p.key for p in mine})})
     groups: dict[tuple[str, str], list[Published]] = defaultdict(list)
     for p in published:

@@ -69,6 +69,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "psnr_masked": "bench.metrics.image:psnr_masked",
         "psnr_fg": "bench.metrics.image:psnr_fg",
         "ssim": "bench.metrics.image:ssim",
+        "ssim_uniform7": "bench.metrics.image:ssim_uniform7",
         "ms_ssim": "bench.metrics.image:ms_ssim",
         "l1": "bench.metrics.image:l1",
         "mae": "bench.metrics.image:l1",

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.config import load_yaml
 from bench.errors import ConfigError
 from bench.leaderboard import (
     CSV_COLUMNS,
@@ -27,12 +28,14 @@ from bench.leaderboard import (
     WIDTH,
     Cell,
     Plot,
+    Published,
     Series,
     build_site,
     format_cell,
     load_published,
     nice_ticks,
     plot_view,
+    published_rows,
     slug,
     tick_label,
 )
@@ -145,10 +148,10 @@ def make_results(folder: Path, suite: str = "srn_cars") -> Path:
 
 
 def published_csv(path: Path) -> Path:
-    """Two SRN-cars rows (shown on the srn_cars page), one of them with markup, and one unmapped row."""
+    """Two SRN-cars rows (shown on the srn_cars page), one of them with markup and one with a note, and one unmapped row."""
     rows = [
         ["SRN cars", "1v view64 128px", "Paper<b>Net</b>", "PSNR", "23.17", "1", "Some CVPR23", "2304.06714", "Tab.2", ""],
-        ["SRN cars", "1v view64 128px", "Paper<b>Net</b>", "LPIPS", "0.146", "0", "Some CVPR23", "2304.06714", "Tab.2", "n"],
+        ["SRN cars", "1v view64 128px", "Paper<b>Net</b>", "LPIPS", "0.146", "0", "Some CVPR23", "2304.06714", "Tab.2", "LPIPS via X"],
         ["Elsewhere", "other protocol", "Unmatched", "PSNR", "30.0", "1", "Other 2025", "", "Tab.9", ""],
     ]
     with path.open("w", newline="") as f:
@@ -263,11 +266,41 @@ def test_published_rows_are_apart_never_ranked_and_cited(site):
     assert "not measured by nvsbench, not ranked" in divider[0][0]
     assert row[0][0].startswith("Paper<b>Net</b> (SRN cars, 1v view64 128px)") and "Some CVPR23, arXiv:2304.06714, Tab.2" in row[0][0]
     assert [c[0] for c in row[1:5]] == ["23.17", "–", "0.146", ""]  # psnr, l1, lpips_vgg (= LPIPS), failures
+    assert "LPIPS: LPIPS via X" in row[0][0]  # the CSV's notes of the row's values, by metric as they differ
+    assert "not comparable" not in html  # a run without --limit
     assert 'href="https://arxiv.org/abs/2304.06714"' in html
     assert "Unmatched" not in html  # its protocol maps to no suite: only on the published page
     published = page(site, "published.html")
     assert "Unmatched" in published and "No nvsbench suite runs this protocol." in published
     assert '<a href="suite-srn_cars.html">srn_cars</a>' in published
+
+
+def test_published_row_notes_are_shown_once_when_shared():
+    row = dict(zip(CSV_COLUMNS, ["SRN cars", "1v", "M", "PSNR", "1", "1", "P", "", "Tab.1", "variant"]))
+    psnr, lpips = Published(**row, our_metric="psnr"), Published(**{**row, "metric": "LPIPS", "value": "2"}, our_metric="lpips_vgg")
+    (shared,) = published_rows([psnr, lpips], ["psnr", "lpips_vgg"])
+    assert shared.values == ["1", "2"] and shared.notes == "variant"
+    (one,) = published_rows([psnr, Published(**{**row, "metric": "LPIPS", "notes": ""}, our_metric="lpips_vgg")], ["psnr", "lpips_vgg"])
+    assert one.notes == "PSNR: variant"
+
+
+@pytest.mark.parametrize(("limit", "partial"), [(10, True), (50, False)])
+def test_a_limited_run_shows_its_limit_and_root_and_marks_published_rows_not_comparable(tmp_path, limit, partial):
+    """--limit 10 on 10 samples may have cut the set: flagged; --limit 50 found only 10: every sample was scored."""
+    res = make_results(tmp_path / "res")
+    summary = json.loads((res / "summary.json").read_text())
+    summary["meta"]["limit"] = limit
+    summary["meta"]["suite_config"]["dataset"]["root"] = "/data/srn_cars"
+    (res / "summary.json").write_text(json.dumps(summary))
+    site = build_site([res], tmp_path / "site", published_csv(tmp_path / "pub.csv")).parent
+    html = page(site, "suite-srn_cars.html")
+    data = re.search(r"<dt>data</dt><dd>(.*?)</dd>", html).group(1)
+    assert data == "srn reader, root /data/srn_cars" + (", first 10 samples only" if partial else "")
+    assert ("first 10 samples only" in page(site, "index.html")) == partial
+    divider, row = Tables(html).rows("t-image", "published")
+    assert ("not comparable: this run scored only the first 10 samples" in divider[0][0]) == partial
+    assert (row[1][1].get("title") == "not comparable: this run scored only the first 10 samples") == partial
+    assert ('<tr class="not-comparable">' in html) == partial
 
 
 def test_text_from_configs_results_and_published_file_is_escaped(site):
@@ -417,7 +450,8 @@ def test_suite_mapping_is_read_like_a_config(tmp_path):
 
 
 def test_shipped_published_results_and_their_suite_mapping():
-    """The copy keeps the source columns; every mapping entry matches rows, a shipped suite and real metrics."""
+    """The copy keeps the source columns; every mapping entry matches rows, a shipped suite and real metrics;
+    rows of other protocols than a suite's stay off its page."""
     with PUBLISHED_CSV.open(newline="") as f:
         assert tuple(next(csv.reader(f))) == CSV_COLUMNS
     rows = load_published(PUBLISHED_CSV)
@@ -429,6 +463,17 @@ def test_shipped_published_results_and_their_suite_mapping():
     srn = [r for r in rows if "srn_cars" in r.suites]
     assert {r.method for r in srn} >= {"pixelNeRF", "SSDNeRF", "Splatter Image"}
     assert {r.suites for r in rows if r.dataset.startswith("RealEstate10K")} == {()}  # other protocols than the suite's
+    # the seed's training-set per-batch IoU, exact +-40 degree pairs of Hou et al.'s split, pose errors on a view-synthesis suite
+    assert {s for r in rows for s in r.suites} == {"srn_cars", "srn_chairs"}
+    assert {r.suites for r in rows if r.dataset.startswith(("PASCAL VOC", "ShapeNet", "NeRF-rendered"))} == {()}
+    metrics = registry("metrics")
+    for r in rows:
+        if r.suites:  # a row on a suite page reports a metric of ours, in the same direction
+            assert r.our_metric and metrics.get(r.our_metric).higher_is_better == (r.higher_is_better == "1"), r
+    ssim_rows = [r for r in rows if r.suites and r.our_metric == "ssim"]
+    assert {r.method for r in ssim_rows} == {"3DiM"} and all("ssim_uniform7" in r.mapping_note for r in ssim_rows)
+    for suite in ("srn_cars", "srn_chairs", "srn_cars_2view"):
+        assert {"ssim", "ssim_uniform7"} <= set(load_yaml(PROJECT / "suites" / f"{suite}.yaml").data["metrics"]), suite
 
 
 # --------------------------------------------------------------------------- end to end

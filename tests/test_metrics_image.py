@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from bench.metrics.image import l1, ms_ssim, mse, psnr, psnr_fg, psnr_masked, ssim
+from bench.metrics.image import l1, ms_ssim, mse, psnr, psnr_fg, psnr_masked, ssim, ssim_uniform7
 
 
 def _pair(n: int = 3, h: int = 40, w: int = 52, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,6 +28,23 @@ def test_psnr_and_ssim_match_scikit_image():
         assert ours_psnr[i].item() == pytest.approx(peak_signal_noise_ratio(t, p, data_range=1.0), abs=1e-4)
         ref = structural_similarity(t, p, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=2)
         assert ours_ssim[i].item() == pytest.approx(ref, abs=1e-4)
+
+
+@pytest.mark.parametrize("smooth", [False, True])
+@pytest.mark.parametrize("size", [(7, 7), (40, 52), (128, 128)])
+def test_ssim_uniform7_is_scikit_images_default_ssim(size, smooth):
+    """pixelNeRF's / SSDNeRF's SSIM: structural_similarity with only data_range and the channel axis given."""
+    pred, target = _pair(2, *size)
+    if smooth:  # low local contrast (a blurred target), where c2 and the 49/48 factor weigh more, and a small error
+        target = F.avg_pool2d(target, 5, stride=1, padding=2, count_include_pad=False)
+        pred = (target + 0.02 * (pred - target)).clamp(0, 1)
+    ours = ssim_uniform7(pred, target)
+    for i in range(2):
+        ref = structural_similarity(target[i].numpy(), pred[i].numpy(), channel_axis=0, data_range=1.0)
+        assert ours[i].item() == pytest.approx(ref, abs=1e-6)
+    torch.testing.assert_close(ssim_uniform7(pred.float(), target.float()).double(), ours, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="ssim_uniform7 needs images at least 7 px on each side, got \\(6, 40\\)"):
+        ssim_uniform7(*_pair(1, 6, 40))
 
 
 def test_ssim_float32_matches_float64():
@@ -109,7 +127,7 @@ def test_masked_psnr_variants():
 def test_chunked_batches_equal_one_image_at_a_time():
     """Image metrics split large batches into cache-sized chunks; values must not depend on it."""
     pred, target = _pair(20, 64, 64)  # 8 images per chunk at 64x64: three chunks
-    for metric in (psnr, ssim, l1, mse):
+    for metric in (psnr, ssim, ssim_uniform7, l1, mse):
         batched = metric(pred, target)
         single = torch.cat([metric(pred[i : i + 1], target[i : i + 1]) for i in range(20)])
         torch.testing.assert_close(batched, single, atol=1e-12, rtol=0)

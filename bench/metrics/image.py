@@ -5,6 +5,8 @@ Predictions are scored as the float values the pipeline returns, not quantised t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -12,6 +14,7 @@ from torch import Tensor
 from bench.metrics.base import image_metric
 
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
+UNIFORM_WINDOW = 7  # scikit-image's default SSIM window (7x7 uniform)
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli & Bovik 2003
 
 
@@ -62,19 +65,35 @@ def _gaussian_blur_valid(x: Tensor) -> Tensor:
     return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def _ssim_terms(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-pixel luminance·structure map and contrast-structure map, (N, 3, H-10, W-10) each.
+def _box_filter_valid(x: Tensor) -> Tensor:
+    """7x7 uniform (box) mean filter of (N, C, H, W), 'valid' region only: (N, C, H-6, W-6)."""
+    return F.avg_pool2d(x, UNIFORM_WINDOW, stride=1)
 
-    All five local moments are filtered in one call (they are stacked as channels).
+
+def _ssim_terms(pred: Tensor, target: Tensor, blur: Callable[[Tensor], Tensor] = _gaussian_blur_valid,
+                cov_norm: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Per-pixel luminance·structure map and contrast-structure map over the valid region of ``blur``.
+
+    ``blur`` (N, C, H, W) -> (N, C, H', W') gives the local means (Gaussian 11: H' = H-10); all
+    five local moments are filtered in one call (they are stacked as channels). Variances and
+    the covariance are multiplied by ``cov_norm`` (n / (n - 1) for sample moments over n pixels).
     """
     n, c = pred.shape[:2]
-    moments = _gaussian_blur_valid(torch.cat([pred, target, pred * pred, target * target, pred * target], 1))
+    moments = blur(torch.cat([pred, target, pred * pred, target * target, pred * target], 1))
     mu_x, mu_y, xx, yy, xy = moments.split(c, dim=1)
     var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    if cov_norm != 1.0:
+        var_x, var_y, cov = cov_norm * var_x, cov_norm * var_y, cov_norm * cov
     c1, c2 = SSIM_K1**2, SSIM_K2**2
     cs = (2 * cov + c2) / (var_x + var_y + c2)
     luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
     return luminance * cs, cs
+
+
+def _check_window_fits(name: str, pred: Tensor, window: int) -> None:
+    """ValueError when (N, C, H, W) images are smaller than the SSIM window on a side."""
+    if min(pred.shape[-2:]) < window:
+        raise ValueError(f"{name} needs images at least {window} px on each side, got {tuple(pred.shape[-2:])}")
 
 
 @image_metric(higher_is_better=True)
@@ -87,9 +106,27 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
     use_sample_covariance=False, data_range=1, channel_axis=...)``. Needs images at least 11 px
     on each side (the window must fit); smaller images raise ValueError.
     """
-    if min(pred.shape[-2:]) < SSIM_WINDOW:
-        raise ValueError(f"ssim needs images at least {SSIM_WINDOW} px on each side, got {tuple(pred.shape[-2:])}")
+    _check_window_fits("ssim", pred, SSIM_WINDOW)
     s, _ = _ssim_terms(pred, target)
+    return s.flatten(1).mean(1)
+
+
+@image_metric(higher_is_better=True)
+def ssim_uniform7(pred: Tensor, target: Tensor) -> Tensor:
+    """SSIM as scikit-image computes it by default, the SSIM of pixelNeRF's and SSDNeRF's SRN evaluation.
+
+    ``skimage.metrics.structural_similarity(data_range=1, channel_axis=...)`` with its defaults:
+    Wang et al. 2004's formula with a 7x7 uniform window, sample moments (window variances and
+    covariance times 49/48), k1 0.01, k2 0.03, the map averaged over the pixels whose window lies
+    inside the image (scikit-image crops 3 px per side) and over channels. pixelNeRF
+    (eval/calc_metrics.py) calls it with ``multichannel=True, data_range=1``; SSDNeRF's
+    ``eval_ssim_skimage`` follows pixelNeRF. Not the same number as :func:`ssim` (Gaussian
+    window, population moments): on a noisy 128 px pair 0.676 here against 0.634 there.
+    Needs images at least 7 px on each side.
+    """
+    _check_window_fits("ssim_uniform7", pred, UNIFORM_WINDOW)
+    n = UNIFORM_WINDOW**2
+    s, _ = _ssim_terms(pred, target, _box_filter_valid, n / (n - 1))
     return s.flatten(1).mean(1)
 
 
