@@ -106,11 +106,15 @@ def main(args: list[str]) -> None:
     names = [a for a in args if a != "--eval-only"]
     if not names:
         names = [n for n, p in yaml_names("pipelines").items() if load_pipeline_doc(p)[1].checkpoint is not None]
-    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
     for name in names:
-        manifest[name] = train_and_record(name) if train else manifest[name] | evaluations(name)
-        MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        print(json.dumps(manifest[name]["eval"], indent=1))
+        entry = train_and_record(name) if train else json.loads(MANIFEST.read_text())[name] | evaluations(name)
+        # read again just before writing: another run of this script may have recorded other pipelines meanwhile
+        manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+        manifest[name] = entry
+        tmp = MANIFEST.with_name(f".{MANIFEST.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, MANIFEST)
+        print(json.dumps(entry["eval"], indent=1))
 
 
 if __name__ == "__main__":

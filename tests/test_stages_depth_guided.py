@@ -118,6 +118,19 @@ def test_inverse_warp_plane_is_an_exact_shift():
         assert valid[0, :, : s - px].all() and not valid[0, :, s - px :].any()
 
 
+def test_inverse_warp_is_valid_only_between_the_outer_pixel_centres():
+    """A half-pixel shift: the last target column lands half a pixel past the source's last pixel centre,
+    where border padding returns the edge value instead of the true one, so it is not valid."""
+    size, z = 8, 2.0
+    K = intrinsics(size)[None]
+    tgt_pose = torch.eye(4)[None].clone()
+    tgt_pose[0, 0, 3] = 0.5 * z / K[0, 0, 0]  # disparity 0.5 px
+    ramp = torch.arange(size, dtype=torch.float32).expand(1, 1, size, size)  # value = column
+    warped, valid = inverse_warp(ramp, torch.full((1, size, size), z), K, torch.eye(4)[None], K, tgt_pose)
+    assert valid[0, :, : size - 1].all() and not valid[0, :, size - 1].any()
+    torch.testing.assert_close(warped[0, 0, :, : size - 1], ramp[0, 0, :, : size - 1] + 0.5, atol=1e-4, rtol=0)  # exact where valid
+
+
 def _rendered_pair(size: int = 64):
     mesh = object_mesh(0, 0)
     c2w = torch.stack([_camera(30.0), _camera(50.0)])

@@ -59,12 +59,13 @@ def test_pixel_rays_pass_through_our_pixel_centres():
 
 
 def test_volume_renderer_slab_matches_analytic_opacity_colour_and_z_depth():
-    """A slab of constant density sigma and colour c between z = 1.45 and 2.05 in front of the camera.
+    """A slab of constant density sigma and colour c between z = 1.4 and 2.0 in front of the camera.
 
-    Samples every 0.1 in z put 6 of them in the slab on every ray, a world length
-    L = 0.6 |d| (|d| the ray's length per unit of z): opacity 1 - exp(-sigma L), colour
-    c opacity + background (1 - opacity), and expected z-depth from the discrete weights.
-    The wide field of view (|d| up to 1.6) separates z-depth from distance along the ray.
+    20 bins of 0.1 in z between near and far, sampled at their midpoints: 6 of them (1.45 .. 1.95)
+    tile the slab on every ray, a world length L = 0.6 |d| (|d| the ray's length per unit of z):
+    opacity 1 - exp(-sigma L) exactly, colour c opacity + background (1 - opacity), and expected
+    z-depth from the discrete weights. The wide field of view (|d| up to 1.6) separates z-depth
+    from distance along the ray.
     """
     h, w, sigma = 7, 9, 1.5
     K = torch.tensor([[5.0, 0, 4.0], [0, 5.0, 3.0], [0, 0, 1]]).expand(2, 1, 3, 3)
@@ -72,20 +73,20 @@ def test_volume_renderer_slab_matches_analytic_opacity_colour_and_z_depth():
     colour, background = torch.tensor([0.2, 0.6, 0.9]), torch.tensor([1.0, 0.5, 0.0])
 
     def slab(points, directions):
-        inside = ((points[..., 2:] > 1.45) & (points[..., 2:] < 2.05)).float()
+        inside = ((points[..., 2:] > 1.4) & (points[..., 2:] < 2.0)).float()
         return sigma * inside, colour.expand(*points.shape[:-1], 3)
 
-    # the two samples have different near/far with the same 0.1 spacing
+    # the two samples have different near/far with the same 0.1 bins
     state = {"field": slab, "target_K": K, "target_cam2world": c2w, "target_size": torch.tensor([h, w]),
              "near": torch.tensor([1.0, 0.5]), "far": torch.tensor([3.0, 2.5]), "background": background}
-    out = VolumeRenderer(n_samples=21).eval()(state)
+    out = VolumeRenderer(n_samples=20).eval()(state)
 
     v, u = torch.meshgrid(torch.arange(float(h)), torch.arange(float(w)), indexing="ij")
     d_len = torch.stack([(u - 4.0) / 5.0, (v - 3.0) / 5.0, torch.ones_like(u)], -1).norm(dim=-1)  # (H, W)
     opacity = 1 - torch.exp(-sigma * 0.6 * d_len)
     alpha = 1 - torch.exp(-sigma * 0.1 * d_len)
     weights = torch.stack([alpha * (1 - alpha) ** k for k in range(6)])
-    depth = (weights * (1.5 + 0.1 * torch.arange(6.0))[:, None, None]).sum(0) / weights.sum(0)
+    depth = (weights * (1.45 + 0.1 * torch.arange(6.0))[:, None, None]).sum(0) / weights.sum(0)
     image = colour[:, None, None] * opacity + background[:, None, None] * (1 - opacity)
 
     assert out["pred_image"].shape == (2, 1, 1, 3, h, w)
@@ -99,6 +100,22 @@ def test_volume_renderer_slab_matches_analytic_opacity_colour_and_z_depth():
     # the ray fields list every pixel in row-major order, so ray_mse against the rendered image is 0
     assert torch.equal(out["ray_index"][0, 0], torch.arange(h * w))
     assert float(ray_mse(out, {"image": out["pred_image"][:, :, 0]})) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_volume_renderer_integrates_exactly_from_near_to_far(training):
+    """A constant density filling the scene: the opacity is 1 - exp(-sigma (far - near) |d|) whether the
+    samples sit at bin midpoints (eval) or anywhere in their bins (training), with any number of samples."""
+    sigma = 0.4
+    state = _state(1, 1, 1, (4, 5))
+    state["field"] = lambda p, d: (torch.full_like(p[..., :1], sigma), torch.zeros_like(p))
+    near, far = float(state["near"][0]), float(state["far"][0])
+    for n in (2, 4, 32):
+        renderer = VolumeRenderer(n_samples=n, n_rays_train=0).train(training)
+        rays = renderer.render(state)
+        _, directions = pixel_rays(state["target_K"].flatten(0, 1), state["target_cam2world"].flatten(0, 1), (4, 5))
+        expected = 1 - torch.exp(-sigma * (far - near) * directions.norm(dim=-1))  # (1, R)
+        torch.testing.assert_close(rays.opacity[0], expected, atol=1e-6, rtol=0)
 
 
 def test_volume_renderer_training_renders_a_random_ray_subset():

@@ -89,8 +89,11 @@ def ray_image(values: Tensor, size: tuple[int, int]) -> Tensor:
 class VolumeRenderer(Stage):
     """Render the RGB field ``field`` into every target camera, over the suite's background.
 
-    ``n_samples`` points per ray, evenly spaced in z-depth between the sample's ``near`` and
-    ``far`` (stratified jitter within each interval while training); rays as in the module
+    ``n_samples`` points per ray: [near, far] in z-depth is cut into ``n_samples`` equal bins of
+    width Δ, sampled at their midpoints (a uniform point within each bin while training: the
+    stratified sampling of NeRF, Mildenhall et al. 2020), and each sample stands for its bin:
+    ``alpha_i = 1 - exp(-sigma_i Δ |d|)``. The bins tile exactly [near, far] in both modes (a
+    constant density gives the analytic opacity); rays as in the module
     docstring. The colour is the field's colour (in [0, 1]; fields end with a sigmoid)
     composited over ``background``: ``sum_i w_i c_i + (1 - opacity) * background``, clamped to
     [0, 1] against the raymarcher's 1e-10 absorption offset.
@@ -139,17 +142,14 @@ class VolumeRenderer(Stage):
         """(B, T, r, 3) rays -> (B, T, r, C + 2): rendered features, sum_i w_i z_i, opacity."""
         b, t, r = origins.shape[:3]
         near, far = (state[k].view(b, 1, 1, 1) for k in ("near", "far"))
-        grid = torch.linspace(0.0, 1.0, self.n_samples, device=origins.device).expand(b, t, r, -1)
-        if self.training:  # one uniform sample in each interval around the grid points
-            mids = 0.5 * (grid[..., 1:] + grid[..., :-1])
-            lo, hi = torch.cat([grid[..., :1], mids], -1), torch.cat([mids, grid[..., -1:]], -1)
-            grid = lo + (hi - lo) * torch.rand_like(grid)
-        z = near + (far - near) * grid  # (B, T, r, P) z-depth
+        bins = torch.arange(self.n_samples, device=origins.device, dtype=origins.dtype).expand(b, t, r, -1)
+        offset = torch.rand_like(bins) if self.training else torch.full_like(bins, 0.5)  # where in its bin each sample sits
+        width = (far - near) / self.n_samples  # Δ, (B, 1, 1, 1)
+        z = near + (bins + offset) * width  # (B, T, r, P) z-depth
         points = origins[..., None, :] + z[..., None] * directions[..., None, :]
         norm = directions.norm(dim=-1, keepdim=True)  # world length of a unit of z
         density, features = state["field"](points, directions / norm)
-        dz = torch.cat([z.diff(dim=-1), (far - near).expand(b, t, r, 1) / (self.n_samples - 1)], dim=-1)
-        alpha = 1.0 - torch.exp(-density[..., 0] * dz * norm)
+        alpha = 1.0 - torch.exp(-density[..., 0] * width * norm)
         return self.raymarcher(alpha[..., None], torch.cat([features, z[..., None]], dim=-1))
 
     def forward(self, state: dict[str, Any]) -> dict[str, Tensor]:

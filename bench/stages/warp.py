@@ -60,7 +60,7 @@ def inverse_warp(
     Returns:
         warped: (N, C, h_t, w_t), differentiable in ``source`` and ``target_depth`` (border values
         outside the source), and valid: (N, h_t, w_t) bool, positive depth that lands in front of
-        the source camera and inside its map.
+        the source camera and between its map's outer pixel centres (where bilinear sampling is exact).
     """
     n, _, hs, ws = source.shape
     ht, wt = target_depth.shape[-2:]
@@ -68,7 +68,9 @@ def inverse_warp(
     uv, z = project(points, source_K, source_cam2world)
     grid = torch.stack([(2 * uv[..., 0] + 1) / ws - 1, (2 * uv[..., 1] + 1) / hs - 1], dim=-1).reshape(n, ht, wt, 2)
     warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    inside = (grid.abs() <= 1).all(-1)
+    u, v = uv[..., 0].reshape(n, ht, wt), uv[..., 1].reshape(n, ht, wt)
+    # between the outer pixel centres: beyond them, up to the map's edge, bilinear sampling only repeats the border
+    inside = (u >= 0) & (u <= ws - 1) & (v >= 0) & (v <= hs - 1)
     valid = inside & (z.reshape(n, ht, wt) > 1e-6) & (target_depth > 0)
     return warped, valid
 
