@@ -135,6 +135,28 @@ def test_volume_renderer_training_renders_a_random_ray_subset():
 # --------------------------------------------------------------------------- pixel-aligned field
 
 
+@pytest.mark.parametrize("size", [(96, 112), (95, 109)])
+def test_encoder_cells_are_centred_where_the_sampling_convention_puts_them(size):
+    """The input region a feature cell depends on (autograd; positive weights and inputs, so no ReLU cuts it) is
+    centred on image pixel (b + 0.5) 2**(k+1) - 0.5, where grid_sample(align_corners=False) samples cell b;
+    odd sizes give ceil(H / 2**(k+1)) cells."""
+    encoder = ResNetEncoder(channels=(4, 4, 4)).eval()
+    with torch.no_grad():
+        for m in encoder.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.fill_(0.05)
+    image = torch.ones(1, 1, 3, *size, requires_grad=True)  # the encoder sees 2 x - 1 = 1: every activation positive
+    features = encoder({"source_image": image})["source_features"]
+    for k, f in enumerate(features):
+        scale = 2 ** (k + 1)
+        assert f.shape[-2:] == tuple(-(-n // scale) for n in size)
+        a, b = f.shape[-2] // 2, f.shape[-1] // 2  # an interior cell
+        (grad,) = torch.autograd.grad(f[0, 0, :, a, b].sum(), image, retain_graph=True)
+        rows, cols = grad[0, 0].abs().sum(0).nonzero(as_tuple=True)
+        assert (rows.min() + rows.max()) / 2 == (a + 0.5) * scale - 0.5
+        assert (cols.min() + cols.max()) / 2 == (b + 0.5) * scale - 0.5
+
+
 @pytest.mark.parametrize("grid", [(8, 12), (4, 6), (2, 3)])
 def test_pixel_features_exact_at_cell_centres_and_zero_behind_the_camera(grid):
     """A point projecting onto the centre of feature cell (a, b) samples exactly that cell's vector."""
