@@ -327,14 +327,15 @@ def _versions() -> dict[str, str | None]:
 
 
 def summarize(
-    suite: Suite, pipelines: list[Pipeline], store: Store, sample_ids: list[str], opts: RunOptions, wall: float, world_size: int = 1
+    suite: Suite, pipelines: list[Pipeline], store: Store, plan: Plan, sample_ids: list[str], opts: RunOptions, wall: float,
+    world_size: int = 1,
 ) -> dict:
-    """The ``summary.json`` document, aggregated from the database rows of this run's samples."""
+    """The ``summary.json`` document, aggregated from the database rows of this run's samples (under the plan's keys)."""
     ids = set(sample_ids)
     per_scene = suite.config.aggregate == "scene"
-    keys = {p.name: run_key(suite, p, opts.seed) for p in pipelines}
+    keys = plan.keys
     bins = suite.config.radius_bins
-    labels = {s: radius_label(r, bins) for s, r in store.radii(suite.data_digest()).items() if s in ids} if bins else {}
+    labels = {s: radius_label(r, bins) for s, r in store.radii(plan.data_key).items() if s in ids} if bins else {}
     pending = PendingCIs(opts.seed)
     results: dict[str, dict] = {p.name: {} for p in pipelines}
     for name, metric in suite.metrics.items():
@@ -372,7 +373,7 @@ def summarize(
             "config_hashes": {"suite": suite.doc.digest(), **{p.name: p.digest for p in pipelines}},
             "run_keys": keys,
             "not_summarized": sorted(store.pipelines() - set(keys)),  # pipelines of earlier commands in this results folder
-            "data_key": suite.data_digest(),
+            "data_key": plan.data_key,
             "checkpoints": {p.name: p.checkpoint for p in pipelines if p.checkpoint},
             "suite_config": suite.doc.data,
             "seed": opts.seed,
@@ -475,7 +476,7 @@ def _evaluate(suite: Suite, pipelines: list[Pipeline], opts: RunOptions, ctx: di
         if store is None:
             return None, out
         distributed.merge_shards(store, out, plan.job)
-        summary = summarize(suite, pipelines, store, [s.id for s in specs], opts, time.perf_counter() - start, ctx.world_size)
+        summary = summarize(suite, pipelines, store, plan, [s.id for s in specs], opts, time.perf_counter() - start, ctx.world_size)
     finally:
         if store is not None:
             store.close()
