@@ -366,6 +366,7 @@ def summarize(
         "n_samples": len(sample_ids),
         "primary_metric": suite.config.primary_metric,
         "aggregate": suite.config.aggregate,
+        "prediction_quantization": suite.config.metric_options.quantize,  # scored as floats ("none") or on the 8-bit grid
         "results": results,
         "failures": failures,
         "meta": {

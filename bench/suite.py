@@ -11,7 +11,7 @@ A suite YAML (``suites/<name>.yaml``)::
     pipelines: [identity, oracle_reproject]
     primary_metric: psnr
     batch_size: 8
-    metric_options: {depth: {median_scaling: false, min_depth: 0.001, max_depth: null}}
+    metric_options: {quantize: none, depth: {median_scaling: false, min_depth: 0.001, max_depth: null}}  # quantize: uint8_floor | uint8_round
     aggregate: sample                  # or scene: average within each scene first, CI over scenes
     radius_bins:                       # optional: results also per bin of target-camera distance
       in_range: [[3, 5]]               # a distance goes to the first bin with an interval holding it

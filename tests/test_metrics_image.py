@@ -133,3 +133,19 @@ def test_chunked_batches_equal_one_image_at_a_time():
         torch.testing.assert_close(batched, single, atol=1e-12, rtol=0)
     mask = torch.rand(20, 64, 64) > 0.5
     torch.testing.assert_close(psnr_fg(pred, target, mask), torch.cat([psnr_fg(pred[i:i + 1], target[i:i + 1], mask[i:i + 1]) for i in range(20)]))
+
+
+@pytest.mark.parametrize("grey", [0.3, 0.5, 0.7, 0.9])
+def test_ssim_family_on_flat_grey_float32_images_matches_scikit_image_to_1e6(grey):
+    """Flat backgrounds neither black nor white: float32 window statistics were up to 1e-4 off scikit-image."""
+    g = torch.Generator().manual_seed(0)
+    target = torch.full((1, 3, 64, 64), grey)
+    target[..., 20:30, 20:30] = grey + 0.05
+    pred = (target + 0.01 * torch.randn(1, 3, 64, 64, generator=g)).clamp(0, 1)
+    t, p = (x[0].permute(1, 2, 0).double().numpy() for x in (target, pred))  # what scikit-image sees: the same float32 values
+    gaussian = structural_similarity(t, p, data_range=1, channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    assert ssim(pred, target).item() == pytest.approx(gaussian, abs=1e-6)
+    assert ssim_uniform7(pred, target).item() == pytest.approx(structural_similarity(t, p, data_range=1, channel_axis=2), abs=1e-6)
+    big_t, big_p = target.repeat(1, 1, 3, 3), pred.repeat(1, 1, 3, 3)  # ms_ssim needs more than 160 px
+    ref = _ms_ssim_reference(big_p[0].double().numpy(), big_t[0].double().numpy())
+    assert ms_ssim(big_p, big_t).item() == pytest.approx(ref, abs=1e-6)

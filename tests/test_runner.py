@@ -517,3 +517,15 @@ def test_visuals_and_sample_geometry(cli, tiny_suite, tmp_path, objects_root):
         expected = Rotation.from_matrix(src[:3, :3].T @ tgt[:3, :3]).magnitude() * 180 / 3.141592653589793
         assert angle == pytest.approx(expected, abs=1e-3)
         assert radius == pytest.approx(float((tgt[:3, 3] ** 2).sum() ** 0.5), abs=1e-5)
+
+
+def test_summary_says_how_predictions_were_quantized_and_a_change_scores_again(cli, tiny_suite, tmp_path):
+    adapters = write_adapters(tmp_path / "adapters", noisy=NOISY_ADAPTER)  # float images off the 8-bit grid
+    run = ("run", tiny_suite, "--adapters", adapters, "--pipeline", "noisy", "--no-progress", "--out", tmp_path / "out")
+    assert cli(*run)[0] == 0
+    floats = _summary(tmp_path / "out")
+    assert cli(*run, "--set", "metric_options.quantize=uint8_floor")[0] == 0
+    quantized = _summary(tmp_path / "out")
+    assert (floats["prediction_quantization"], quantized["prediction_quantization"]) == ("none", "uint8_floor")
+    assert quantized["results"]["noisy"]["psnr"]["mean"] != floats["results"]["noisy"]["psnr"]["mean"]
+    assert cli(*run, "--set", "metric_options.quantize=uint8")[0] == 2  # not a mode: a config error

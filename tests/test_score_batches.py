@@ -150,3 +150,20 @@ def test_half_precision_predictions_are_scored_in_float32():
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_malloc_thresholds_are_accepted_by_glibc():
     assert keep_freed_memory()  # mallopt returns 0 for a parameter or value it refuses
+
+
+@pytest.mark.parametrize("mode", ["uint8_floor", "uint8_round"])
+def test_quantized_predictions_are_scored_as_the_saved_8bit_pngs(mode):
+    """pixelNeRF's SRN protocol: ``(rgb * 255).astype(np.uint8)`` saved, read back / 255, then scikit-image's psnr."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    samples, preds = _batch(1, 1, seed=7)
+    scores, failures = score_samples(samples, preds, {"psnr": psnr}, MetricOptions(quantize=mode))
+    plain, _ = score_samples(samples, preds, {"psnr": psnr}, MetricOptions())
+    assert not failures
+    for score, float_score, sample, pred in zip(scores, plain, samples, preds):
+        image = pred.image[0, 0].permute(1, 2, 0).numpy()  # float32, as pixelNeRF's renders
+        saved = (image * 255).astype(np.uint8) if mode == "uint8_floor" else np.round(image * 255).astype(np.uint8)
+        ref = peak_signal_noise_ratio(sample.targets[0].image.permute(1, 2, 0).numpy().astype(np.float64), saved / 255.0, data_range=1)
+        assert score.value == pytest.approx(ref, abs=1e-5)
+        assert score.value != float_score.value

@@ -9,7 +9,8 @@ metric (with ``reduce``) keeps the sample's rows of statistics; its per-sample v
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -38,11 +39,34 @@ def required_reader_fields(metric: Metric) -> set[str]:
     return out | ({"source_mask"} if metric.needs_mask else set())
 
 
+#: How predicted images are quantised before scoring (suite key ``metric_options.quantize``), each as
+#: ``fn(image in [0, 1]) -> image on the 8-bit grid k / 255``.
+QUANTIZERS = {
+    # pixelNeRF (eval/eval.py writes ``(rgb * 255).astype(np.uint8)``, eval/calc_metrics.py reads the PNGs
+    # back / 255): numpy's cast truncates, so 8-bit values are floor(255 x).
+    "uint8_floor": lambda x: (x * 255).floor() / 255,
+    # Rounding to the nearest 8-bit value, as torchvision's save_image (``mul(255).add_(0.5)``) and PIL saves.
+    "uint8_round": lambda x: (x * 255).round() / 255,
+}
+
+
 @dataclass(frozen=True)
 class MetricOptions:
-    """Suite key ``metric_options``: settings per metric family."""
+    """Suite key ``metric_options``: how predictions are scored.
+
+    ``quantize``: ``none`` scores the float images a pipeline returns; ``uint8_floor`` / ``uint8_round``
+    (:data:`QUANTIZERS`) first put every predicted image on the 8-bit grid, as the published protocols
+    that score saved PNGs do (e.g. pixelNeRF's SRN evaluation: ``uint8_floor``). ``depth``: see
+    :class:`DepthOptions`.
+    """
 
     depth: DepthOptions = field(default_factory=DepthOptions)
+    quantize: Literal["none", "uint8_floor", "uint8_round"] = "none"
+
+
+def quantized(pred: Prediction, mode: str) -> Prediction:
+    """``pred`` with its image (T, D, 3, H, W) put on the 8-bit grid by ``QUANTIZERS[mode]``; unchanged for ``none``."""
+    return pred if mode == "none" else replace(pred, image=QUANTIZERS[mode](pred.image))
 
 
 @dataclass
@@ -162,6 +186,8 @@ def score_samples(
 ) -> tuple[list[Score], list[tuple[str, str, str]]]:
     """Score a batch: per-sample :class:`Score` s, and failures as (sample, metric, error).
 
+    Predicted images are first quantised as ``options.quantize`` asks (:func:`quantized`).
+
     The pairs of a family (e.g. every image metric's) are gathered once per batch and each metric is one
     call on all of them. Per pair of a 64x64 batch, stacking and splitting per sample and metric cost
     more than psnr and l1 themselves.
@@ -169,6 +195,7 @@ def score_samples(
     scores: list[Score] = []
     failures: list[tuple[str, str, str]] = []
     gathered: dict[tuple[str, bool], Pairs] = {}
+    preds = [quantized(p, options.quantize) for p in preds]
     for name, metric in metrics.items():
         if metric.unavailable():
             continue
