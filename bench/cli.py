@@ -184,7 +184,7 @@ def train_(
 ) -> None:
     """Train a stage pipeline on a training suite; writes a checkpoint and a loss log next to it."""
     from bench.registry import resolve_yaml
-    from bench.train import train
+    from bench.train.loop import train
 
     suite_path = resolve_yaml("suites", suite, "suite") if suite else None
     result = train(pipeline, suite_path, steps, out, resume, device.value, progress)

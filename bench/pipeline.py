@@ -32,10 +32,10 @@ import torch
 from torch import Tensor, nn
 
 from bench.adapter import Adapter
-from bench.checkpoint import load_checkpoint, sha256_of
 from bench.config import Doc, apply_overrides, build, load_yaml
 from bench.errors import ConfigError
 from bench.registry import registry, resolve_yaml, yaml_names
+from bench.train.checkpoint import load_checkpoint, sha256_of
 from bench.types import PREDICTION_FIELDS, Prediction, Sample
 
 

@@ -84,8 +84,8 @@ def point_rasterizer(quick: bool) -> Table:
     """pytorch3d's CPU point rasterizer in the oracle_reproject stage, per target view."""
     import torch
 
-    from bench.stages.lift import UnprojectDepth
-    from bench.stages.render import PointRasterizer
+    from bench.stages.lift.unproject import UnprojectDepth
+    from bench.stages.render.points import PointRasterizer
 
     torch.set_num_threads(1)
     rows, n = [], 2 if quick else 20

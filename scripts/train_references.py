@@ -64,12 +64,12 @@ def train_and_record(name: str) -> dict:
     """Train ``name``, evaluate it, and return its manifest entry."""
     import torch
 
-    from bench.checkpoint import load_checkpoint, sha256_of
     from bench.config import build
     from bench.pipeline import load_pipeline_doc
     from bench.registry import resolve_yaml
     from bench.suite import load_suite
     from bench.train import TrainConfig
+    from bench.train.checkpoint import load_checkpoint, sha256_of
 
     doc, cfg = load_pipeline_doc(resolve_yaml("pipelines", name, "pipeline"))
     tcfg = build(TrainConfig, cfg.train, doc, ("train",))

@@ -78,8 +78,8 @@ def test_from_pixel_edges_keeps_the_scene_at_the_same_fraction_of_the_image(size
 
 
 def test_from_pixel_edges_is_the_half_pixel_shift_then_the_warp_resize():
-    """Independent composition: shift to pixel centres at the stored size, then bench.stages.warp's centre-convention resize."""
-    from bench.stages.warp import scale_intrinsics
+    """Independent composition: shift to pixel centres at the stored size, then bench.stages.lift.warp's centre-convention resize."""
+    from bench.stages.lift.warp import scale_intrinsics
 
     K = torch.tensor([[[70.0, 0.3, 40.0], [0, 65.0, 30.5], [0, 0, 1]], [[50.0, 0, 33.0], [0, 52.0, 24.0], [0, 0, 1]]])
     shifted = K.clone()
@@ -130,8 +130,8 @@ def test_world_to_camera_inverse_and_relative_pose():
 @pytest.mark.parametrize("h, w", [(32, 32), (24, 40)])
 def test_point_rasterizer_stage_reprojects_depth(h, w):
     """Unproject a plane seen by camera A and render it into camera A: the image comes back."""
-    from bench.stages.lift import UnprojectDepth
-    from bench.stages.render import PointRasterizer
+    from bench.stages.lift.unproject import UnprojectDepth
+    from bench.stages.render.points import PointRasterizer
 
     K, c2w = _cameras(1, (h, w))
     image = torch.rand(1, 1, 3, h, w)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.errors import ConfigError
+from bench.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 class _Payload:

@@ -35,7 +35,7 @@ def test_data_synth_bad_arguments(cli, tmp_path):
 
 def test_list_kinds(cli):
     code, stdout, _ = cli("list", "stages")
-    assert code == 0 and "point_rasterizer" in stdout and "bench.stages.render:PointRasterizer" in stdout
+    assert code == 0 and "point_rasterizer" in stdout and "bench.stages.render.points:PointRasterizer" in stdout
     code, stdout, _ = cli("list", "pipelines")
     assert "identity" in stdout and "oracle_reproject" in stdout
     code, stdout, _ = cli("list", "adapters")

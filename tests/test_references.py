@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.checkpoint import load_checkpoint, sha256_of
+from bench.train.checkpoint import load_checkpoint, sha256_of
 from tests.conftest import PROJECT
 
 MANIFEST = json.loads((PROJECT / "checkpoints" / "MANIFEST.json").read_text())

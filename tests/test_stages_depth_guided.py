@@ -11,13 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import losses_depth_guided as L
+from bench.train.losses import depth_guided as L
 from bench.cameras import look_at, world_to_camera
 from bench.data.synth import intrinsics, object_mesh, render
-from bench.stages.decoders import DepthDecoder, NVSDecoder
-from bench.stages.heads import SegmentationHead
-from bench.stages.tae import TAEEncoder
-from bench.stages.warp import InverseWarpFeatures, LatentTransform, inverse_warp, scale_intrinsics
+from bench.stages.encode.tae import TAEEncoder
+from bench.stages.heads.depth import DepthDecoder
+from bench.stages.heads.segmentation import SegmentationHead
+from bench.stages.lift.warp import InverseWarpFeatures, LatentTransform, inverse_warp, scale_intrinsics
+from bench.stages.render.nvs_decoder import NVSDecoder
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -298,7 +299,7 @@ def test_skip_consistency_known_value_and_on_the_stages():
 def test_pipeline_trains_and_its_checkpoint_loads(tmp_path):
     from bench.pipeline import load_pipeline
     from bench.suite import load_suite
-    from bench.train import train
+    from bench.train.loop import train
 
     suite = tmp_path / "suite.yaml"
     suite.write_text(

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from bench.cameras import look_at, project
-from bench.losses import ray_mse
-from bench.stages.encoders import ResNetEncoder
-from bench.stages.field import FrustumVolume, PixelAlignedField, project_to_sources, sample_frustum, sample_pixel_features
-from bench.stages.volume import FeatureToRGB, FeatureVolumeRenderer, VolumeRenderer, pixel_rays
+from bench.stages.encode.resnet import ResNetEncoder
+from bench.stages.lift.field import FrustumVolume, PixelAlignedField, project_to_sources, sample_frustum, sample_pixel_features
+from bench.stages.render.volume import FeatureToRGB, FeatureVolumeRenderer, VolumeRenderer, pixel_rays
+from bench.train.losses.regression import ray_mse
 
 
 def _camera(size: tuple[int, int], centre=(1.5, -0.7, 0.4)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,7 +264,7 @@ def _write_pipeline(tmp_path, suite, stages: str, name: str) -> str:
 
 @pytest.mark.parametrize("lift", ["pixel_aligned_field", "frustum_volume"])
 def test_short_training_reduces_the_ray_loss(tmp_path, tiny_suite, lift, one_thread):
-    from bench.train import train
+    from bench.train.loop import train
 
     encoder = "  - {stage: resnet_encoder, channels: [8, 16]}\n"
     if lift == "pixel_aligned_field":

@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from bench.checkpoint import load_checkpoint
+from bench.train.checkpoint import load_checkpoint
 from tests.conftest import write_suite
 
 STAGES = """stages:

@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.checkpoint import load_checkpoint
 from bench.metrics.base import image_metric, metric
+from bench.train.checkpoint import load_checkpoint
 
 WEIGHTS_ENV = "NVSBENCH_WEIGHTS"
 DEFAULT_WEIGHTS_DIR = "~/.cache/nvsbench/weights"

@@ -33,14 +33,14 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.config import Doc, build, coerce_kwargs
 from bench.errors import ConfigError
-from bench.losses import Loss
 from bench.pipeline import StagePipeline, load_pipeline_doc
 from bench.registry import registry, resolve_yaml
 from bench.runner import SampleLoader, collate
 from bench.suite import Suite, load_suite
+from bench.train.checkpoint import load_checkpoint, save_checkpoint
+from bench.train.losses import Loss
 from bench.types import Sample, SampleSpec
 
 CHECKPOINT_FORMAT = 1

@@ -5,13 +5,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from bench.stages.base import Stage
-from bench.stages.encoders import ResNetEncoder
+from bench.stages.encode.resnet import ResNetEncoder
 
 
 class TAEEncoder(Stage):
     """Encoder of the depth-guided method (../shared/seeds/001 section 2.2, after Chen et al. 2019).
 
-    A ResNet-style CNN (:class:`bench.stages.encoders.ResNetEncoder`) gives features at 1/2,
+    A ResNet-style CNN (:class:`bench.stages.encode.resnet.ResNetEncoder`) gives features at 1/2,
     1/4, ... of the image size; its coarsest map is reduced by a 1x1 convolution, average-pooled
     to a ``pool x pool`` grid (so any image size works) and mapped by a fully connected layer to
     the dense latent, read as ``points`` 3D points in the source camera's frame so that a rigid

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.cameras import relative_pose
-from bench.losses import loss, per_draw
 from bench.metrics.perceptual import VGG16_FILE, weights_dir
-from bench.stages.warp import inverse_warp, pair_cameras, scale_intrinsics
+from bench.stages.lift.warp import inverse_warp, pair_cameras, scale_intrinsics
+from bench.train.losses import loss, per_draw
 
 #: relu1_2, relu2_2, relu3_3, relu4_3 of torchvision's ``vgg16().features`` (Johnson et al. 2016).
 VGG_LAYERS = (3, 8, 15, 22)
@@ -71,7 +71,7 @@ def photometric_reprojection(
 
     At each skip depth scale, the first source image and the target image are resized to the
     scale (area averaging), the source is inverse-warped into the target by that depth
-    (:func:`bench.stages.warp.inverse_warp`, intrinsics scaled with the image) and compared with
+    (:func:`bench.stages.lift.warp.inverse_warp`, intrinsics scaled with the image) and compared with
     the target by ``ssim_weight * (1 - SSIM) / 2 + (1 - ssim_weight) * L1`` (Monodepth's 0.85 by
     default; 0 gives the seed's L1), averaged over pixels whose warp lands inside the source,
     of the (source, target) pairs whose relative rotation is at most ``max_angle_deg``: the seed
@@ -108,7 +108,7 @@ def _vgg16_features(path: Path, device: str) -> nn.Module:
     """torchvision VGG16's ``features[:23]`` (built alone, without the classifier) with weights read from ``path``."""
     from torchvision.models.vgg import cfgs, make_layers
 
-    from bench.checkpoint import load_checkpoint
+    from bench.train.checkpoint import load_checkpoint
 
     net = make_layers(cfgs["D"])[: VGG_LAYERS[-1] + 1]
     state = {k.removeprefix("features."): v for k, v in load_checkpoint(path, mmap=True).items() if k.startswith("features.")}

@@ -5,7 +5,9 @@ and the ground truth of the targets, a dict with ``image`` (B, T, 3, H, W) and, 
 training suite provides them, ``depth`` (B, T, H, W) and ``mask`` (B, T, H, W). Predictions
 with a draw axis (B, T, D, ...) are compared draw by draw. Each loss returns a scalar.
 
-Register a loss in :mod:`bench.registry` under ``losses``; its keyword parameters (after
+Each method's losses sit in a module of this package named for it (:mod:`.regression` for the
+regression references pixel_field and genvs_render, :mod:`.depth_guided` for seed 001). Register a
+loss in :mod:`bench.registry` under ``losses``; its keyword parameters (after
 ``state`` and ``target``) are set in the YAML next to ``kind`` and ``weight``.
 """
 
@@ -43,30 +45,3 @@ def loss(requires: tuple[str, ...], targets: tuple[str, ...] = ("image",), **kwa
 def per_draw(pred: Tensor, gt: Tensor) -> Tensor:
     """``gt`` (B, T, ...) broadcast against ``pred`` (B, T, D, ...)."""
     return gt[:, :, None].expand_as(pred)
-
-
-@loss(requires=("pred_image",))
-def image_l1(state: dict[str, Any], target: dict[str, Tensor]) -> Tensor:
-    """Mean absolute error between ``pred_image`` and the target image."""
-    pred = state["pred_image"]
-    return (pred - per_draw(pred, target["image"])).abs().mean()
-
-
-@loss(requires=("pred_image",))
-def image_mse(state: dict[str, Any], target: dict[str, Tensor]) -> Tensor:
-    """Mean squared error between ``pred_image`` and the target image."""
-    pred = state["pred_image"]
-    return (pred - per_draw(pred, target["image"])).pow(2).mean()
-
-
-@loss(requires=("ray_rgb", "ray_index"))
-def ray_mse(state: dict[str, Any], target: dict[str, Tensor]) -> Tensor:
-    """Mean squared error between ``ray_rgb`` and the target pixels its rays pass through.
-
-    The photometric loss of NeRF-style training on random rays (Mildenhall et al. 2020;
-    pixelNeRF, Yu et al. 2021): target pixels are gathered at ``ray_index``.
-    """
-    image = target["image"]  # (B, T, 3, H, W)
-    pixels = image.flatten(3).transpose(2, 3)  # (B, T, H*W, 3)
-    gt = pixels.gather(2, state["ray_index"][..., None].expand(-1, -1, -1, 3))
-    return (state["ray_rgb"] - gt).pow(2).mean()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -50,3 +51,24 @@ class SegmentationHead(Stage):
         t = state["target_K"].shape[1]
         logits = logits[:, None].expand(-1, t, -1, -1, -1)
         return {"seg_logits": logits, "pred_seg": logits.argmax(2, keepdim=True)}
+
+
+class ConstantLabel(Stage):
+    """Segmentation baseline: every pixel of every target gets class ``label`` (0 = background).
+
+    Scores what predicting the majority class earns, the floor a segmentation head must beat.
+    Provides ``pred_seg`` (B, T, 1, H, W) int64.
+    """
+
+    requires = ("source_image", "target_K", "target_size")
+    provides = ("pred_seg",)
+
+    def __init__(self, label: int = 0):
+        super().__init__()
+        self.label = label
+
+    def forward(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        b, t = state["target_K"].shape[:2]
+        h, w = (int(x) for x in state["target_size"])
+        seg = torch.full((b, t, 1, h, w), self.label, dtype=torch.int64, device=state["source_image"].device)
+        return {"pred_seg": seg}

@@ -1,9 +1,9 @@
-"""Lifts to neural fields: source features -> a ``field`` callable for :mod:`bench.stages.volume`.
+"""Lifts to neural fields: source features -> a ``field`` callable for :mod:`bench.stages.render.volume`.
 
-Both stages read ``source_features`` (the :class:`bench.stages.encoders.ResNetEncoder` list
+Both stages read ``source_features`` (the :class:`bench.stages.encode.resnet.ResNetEncoder` list
 over scales of (B, S, C_k, h_k, w_k)) and provide ``field``, a callable
 ``field(points (B,T,R,P,3), directions (B,T,R,3)) -> (density (...,1), features (...,C))``
-(see :class:`bench.stages.volume.Field`) bound to the batch's source features and cameras.
+(see :class:`bench.stages.render.volume.Field`) bound to the batch's source features and cameras.
 
 Feature maps are sampled where a world point projects (:func:`bench.cameras.project`) with
 ``grid_sample(align_corners=False)``: a feature map of size (h, w) covers the source image
@@ -130,7 +130,7 @@ class PixelAlignedField(Stage):
 
     def query(self, points: Tensor, directions: Tensor, *, features: list[Tensor], K: Tensor, cam2world: Tensor,
               size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        """The :class:`bench.stages.volume.Field` call; ``features`` are per scale (B*S, C_k, h_k, w_k)."""
+        """The :class:`bench.stages.render.volume.Field` call; ``features`` are per scale (B*S, C_k, h_k, w_k)."""
         b, s = K.shape[:2]
         n_samples = points.shape[-2]
         flat = points.reshape(b, -1, 3)  # (B, N, 3), N = T * R * P
@@ -199,7 +199,7 @@ class FrustumVolume(Stage):
 
     def query(self, points: Tensor, directions: Tensor, *, volume: Tensor, K: Tensor, cam2world: Tensor, near: Tensor,
               far: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        """The :class:`bench.stages.volume.Field` call (``directions`` unused: GeNVS's field is view-independent)."""
+        """The :class:`bench.stages.render.volume.Field` call (``directions`` unused: GeNVS's field is view-independent)."""
         b, s = K.shape[:2]
         uv, z = project_to_sources(points.reshape(b, -1, 3), K, cam2world)
         sampled, inside = sample_frustum(volume, uv, z, near, far, size)

@@ -1,0 +1,1 @@
+"""Auxiliary heads: outputs besides the image (depth, segmentation) and their baselines."""

@@ -1,0 +1,1 @@
+"""Pose inverters: stages that estimate target cameras (``pred_poses``) from images."""

@@ -1,0 +1,1 @@
+"""Renderers: target images (and depth) from lifted features (points, volumes, CNN decoders, the identity copy)."""
