@@ -1,4 +1,4 @@
-"""Output heads on encoder features."""
+"""Segmentation heads: seed 000's head on encoder features, and the constant-label baseline it must beat."""
 
 from __future__ import annotations
 
