@@ -14,7 +14,6 @@ from scipy import stats as sps
 
 from bench.allocator import keep_freed_memory
 from bench.data.base import rotation_defect
-from bench.metrics.base import Metric
 from bench.metrics.evaluate import MetricOptions, score_samples
 from bench.metrics.image import l1, psnr, psnr_masked
 from bench.metrics.pose import camera_pairs, rot_err_deg
