@@ -88,7 +88,7 @@ def run(
 
     keep_freed_memory()  # tensor buffers freed per batch stay in the heap instead of being faulted in again (bench/allocator.py)
     from bench.registry import resolve_yaml
-    from bench.runner import RunOptions, format_table, load_run
+    from bench.runner import RunOptions, all_failed, format_table, load_run
     from bench.runner import run as run_suite
 
     opts = RunOptions(pipeline, data_root, out, limit, device.value, seed, set_ or [], adapters or [], progress, visuals, prefetch)
@@ -104,6 +104,10 @@ def run(
     if summary["meta"]["not_summarized"]:
         typer.echo(f"note: {folder}/results.sqlite also holds runs of {', '.join(summary['meta']['not_summarized'])}, which this "
                    "summary (and a leaderboard built from it) leaves out; name them with --pipeline too to summarize them")
+    failed = all_failed(summary)
+    if failed:
+        typer.echo(f"nvsbench: every sample failed for {', '.join(failed)} (first failures above)", err=True)
+        raise typer.Exit(1)
 
 
 def _exec_torchrun(nproc: int) -> None:

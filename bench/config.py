@@ -67,10 +67,16 @@ class Doc:
 MAX_DEPTH = 64  # nesting levels a config may use; shipped configs use fewer than 8
 
 
+CORE = "tag:yaml.org,2002:"
+#: Explicit tags a config may carry: the JSON-like core types. Any other (``!!python/...``, ``!!set``,
+#: ``!custom``) is refused, on scalars, mappings and sequences alike, rather than ignored or half-applied.
+STANDARD_TAGS = frozenset(CORE + t for t in ("str", "int", "float", "bool", "null", "map", "seq"))
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader that refuses aliases (they can expand exponentially, the "billion laughs", and are
-    never needed) and nesting deeper than :data:`MAX_DEPTH` (PyYAML composes recursively, so
-    ``[[[[...`` thousands deep would end in a RecursionError)."""
+    never needed), non-standard tags (:data:`STANDARD_TAGS`) and nesting deeper than :data:`MAX_DEPTH`
+    (PyYAML composes recursively, so ``[[[[...`` thousands deep would end in a RecursionError)."""
 
     depth = 0
 
@@ -81,6 +87,11 @@ class _Loader(yaml.SafeLoader):
             raise ConfigError("YAML anchors and aliases are not supported; use 'include:' to share settings", where)
         if self.depth >= MAX_DEPTH:
             raise ConfigError(f"YAML nested deeper than {MAX_DEPTH} levels", where)
+        tag = getattr(self.peek_event(), "tag", None)
+        if tag not in (None, "!") and tag not in STANDARD_TAGS:
+            shown = tag.replace(CORE, "!!", 1) if tag.startswith(CORE) else tag
+            raise ConfigError(f"YAML tag {shown} is not supported: a config holds plain mappings, lists, strings, numbers, "
+                              "booleans and nulls (remove the tag)", where)
         self.depth += 1
         try:
             return super().compose_node(parent, index)

@@ -5,12 +5,15 @@
 scores and per-sample geometry, :mod:`bench.store`) and ``visuals/<pipeline>/<run key>/*.png``
 (:mod:`bench.visuals`; the run key of ``summary.json``) -- and writes
 
-- ``index.html``: every suite with its data, protocol, number of samples and of pipelines;
+- ``index.html``: every suite with its data, protocol, number of samples and of pipelines, and
+  whether the published rows matched to it are comparable with the run (:func:`not_comparable`);
 - ``suite-<suite>.html``: one table per metric family, sorted by the suite's primary metric and
   sortable in the browser; a cell is "mean ± half-width of the 95 % CI (n)", marked when the
-  paired test against the best row gives p < 0.05; unavailable metrics show their reason;
+  paired test against the best row gives p < 0.05, with what the mean is over when the summary
+  says (``details["mean_over"]``, e.g. mIoU's classes); unavailable metrics show their reason;
   published rows matched to the suite are a separate, never ranked, part of each table, with
-  their citation; SVG plots of per-sample scores against the source-target angle, the target
+  their citation and notes, labelled "not comparable" with the reason unless the run's data is
+  the published split; SVG plots of per-sample scores against the source-target angle, the target
   camera distance (the first radius bin shaded) and the trajectory length;
 - ``pipeline-<suite>.<pipeline>.html``: run metadata, every metric, the sample image grids
   (copied into ``img/``) and the failures;
@@ -43,7 +46,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import load_yaml
+from bench.config import build, load_yaml
 from bench.errors import ConfigError
 from bench.registry import PROJECT_ROOT
 
@@ -186,12 +189,28 @@ class Published:
     notes: str
     suites: tuple[str, ...] = ()
     our_metric: str | None = None  # the nvsbench metric it reports, when the mapping names one
-    mapping_note: str = ""
+    mapping_note: str = ""  # the mapping's notes on the row's (dataset, split_protocol), for all its rows
+    metric_note: str = ""  # the mapping's note on the row's metric (``metric_notes``), for this row only
+    splits: tuple[Split | None, ...] = ()  # the data each of ``suites`` must have to be comparable, None if unknown
+
+    def split_for(self, suite: str) -> Split | None:
+        """The split the row was measured on, as the mapping entry matching it to ``suite`` records it."""
+        return dict(zip(self.suites, self.splits)).get(suite)
 
     @property
     def key(self) -> tuple[str, ...]:
         """What identifies one published method's row: method, protocol and source."""
         return (self.method, self.dataset, self.split_protocol, self.source_paper, self.source_arxiv_id, self.table)
+
+
+@dataclass(frozen=True)
+class Split:
+    """The data a published protocol was measured on: ``split:`` of a ``published_suites.yaml`` entry,
+    compared with what a run records of its data (``meta.data``, :func:`bench.runner.data_facts`)."""
+
+    scenes: int
+    samples: int  # under the suite's protocol
+    image_size: tuple[int, int]  # (H, W)
 
 
 def load_published(csv_path: Path, mapping_path: Path = PUBLISHED_SUITES) -> list[Published]:
@@ -210,20 +229,28 @@ def load_published(csv_path: Path, mapping_path: Path = PUBLISHED_SUITES) -> lis
     for row in rows:
         matches = [m for m in suites if (m["dataset"], m["split_protocol"]) == (row["dataset"], row["split_protocol"])]
         notes = "; ".join(dict.fromkeys(str(m.get("note", "")) for m in matches if m.get("note")))
-        out.append(Published(**row, suites=tuple(str(m["suite"]) for m in matches), our_metric=metrics.get(row["metric"]), mapping_note=notes))
+        metric_notes = "; ".join(dict.fromkeys(str(m["metric_notes"][row["metric"]]) for m in matches if row["metric"] in m["metric_notes"]))
+        out.append(Published(**row, suites=tuple(str(m["suite"]) for m in matches), our_metric=metrics.get(row["metric"]), mapping_note=notes,
+                             metric_note=metric_notes, splits=tuple(m["split"] for m in matches)))
     return out
 
 
 def _load_mapping(path: Path) -> tuple[dict[str, str], list[dict]]:
-    """The ``metrics`` and ``suites`` of ``leaderboard/published_suites.yaml`` (see its header)."""
-    data = load_yaml(path).data  # the configs' loader: errors at file:line, aliases refused
-    metrics, suites = data.get("metrics", {}), data.get("suites", [])
+    """The ``metrics`` and ``suites`` of ``leaderboard/published_suites.yaml`` (see its header); each
+    entry's ``split`` as a :class:`Split` (None when absent) and ``metric_notes`` as a dict."""
+    doc = load_yaml(path)  # the configs' loader: errors at file:line, aliases refused
+    metrics, suites = doc.data.get("metrics", {}), doc.data.get("suites", [])
     if not isinstance(metrics, dict) or not isinstance(suites, list):
         raise ConfigError(f"{path}: expected 'metrics:' (a mapping) and 'suites:' (a list)")
+    entries = []
     for i, entry in enumerate(suites):
         if not isinstance(entry, dict) or not {"dataset", "split_protocol", "suite"} <= set(entry):
             raise ConfigError(f"{path}: suites[{i}] needs dataset, split_protocol and suite")
-    return {str(k): str(v) for k, v in metrics.items()}, suites
+        if not isinstance(entry.get("metric_notes", {}), dict):
+            raise ConfigError("'metric_notes' must map CSV metric names to notes", doc.where(("suites", i, "metric_notes")))
+        split = build(Split, entry["split"], doc, ("suites", i, "split")) if "split" in entry else None
+        entries.append({**entry, "split": split, "metric_notes": entry.get("metric_notes", {})})
+    return {str(k): str(v) for k, v in metrics.items()}, entries
 
 
 # --------------------------------------------------------------------------- cells and tables
@@ -239,6 +266,7 @@ class Cell:
     best: bool = False
     significant: bool = False  # differs from the best row, p < SIGNIFICANCE
     unavailable: str = ""
+    over: str = ""  # what the mean is over, when the summary entry says (``details["mean_over"]``)
 
 
 def ci_decimals(half: float) -> int:
@@ -251,7 +279,8 @@ def format_cell(entry: dict) -> Cell:
 
     The half-width is half the 95 % bootstrap interval (which need not be symmetric: the
     tooltip gives the interval itself), shown with two significant digits and the mean to the
-    same decimals. Without an interval (one sample, set-level statistics): "mean (n)".
+    same decimals. Without an interval (one sample, set-level statistics): "mean (n)". What the
+    mean is over (``details["mean_over"]``, e.g. mIoU's classes) goes with it.
     """
     if "unavailable" in entry:
         return Cell("n/a", title=f"unavailable: {entry['unavailable']}", unavailable=str(entry["unavailable"]))
@@ -270,7 +299,10 @@ def format_cell(entry: dict) -> Cell:
         title += "; best row"
     elif p is not None:
         title += f"; p = {p:.2g} against the best row"
-    return Cell(text, repr(float(mean)), title, bool(entry.get("best")), p is not None and p < SIGNIFICANCE)
+    over = str(entry.get("details", {}).get("mean_over", ""))
+    if over:
+        title += f"; mean over {over}"
+    return Cell(text, repr(float(mean)), title, bool(entry.get("best")), p is not None and p < SIGNIFICANCE, over=over)
 
 
 @dataclass(frozen=True)
@@ -290,12 +322,14 @@ class Row:
 
 @dataclass
 class PublishedRow:
-    """One published method's values in a table's columns ("" where it reports none) and the CSV
-    ``notes`` of those values (prefixed with the CSV metric name where the values' notes differ)."""
+    """One published method's values in a table's columns ("" where it reports none), the notes of
+    those values (the CSV's ``notes`` and the mapping's ``metric_notes``, prefixed with the CSV metric
+    name where the values' notes differ), and why the row is not comparable with the run ("" if it is)."""
 
     source: Published
     values: list[str]
     notes: str = ""
+    not_comparable: str = ""
 
 
 @dataclass
@@ -307,6 +341,7 @@ class Table:
     published: list[PublishedRow]
     sort_key: str  # a metric, or "pipeline"
     sort_desc: bool
+    protocol_notes: list[tuple[str, str]] = field(default_factory=list)  # ("dataset · protocol", mapping note) of its published rows
 
 
 def metric_family(name: str) -> str:
@@ -347,8 +382,62 @@ def family_tables(result: Result, published: list[Published], pipeline_href: dic
         else:
             sort_key, desc = key.metric, key.higher_is_better
             rows = sort_rows(rows, columns.index(key), desc)
-        tables.append(Table(f"t-{family}", family, columns, rows, published_rows(published, [c.metric for c in columns]), sort_key, desc))
+        mine = published_rows(published, [c.metric for c in columns])
+        for row in mine:
+            row.not_comparable = not_comparable(result, row.source.split_for(result.suite))
+        tables.append(Table(f"t-{family}", family, columns, rows, mine, sort_key, desc, protocol_notes([r.source for r in mine])))
     return tables
+
+
+def protocol_notes(rows: list[Published]) -> list[tuple[str, str]]:
+    """The mapping's note of each (dataset, split_protocol) among ``rows``, once each, in file order."""
+    notes = {f"{p.dataset} · {p.split_protocol}": p.mapping_note for p in rows if p.mapping_note}
+    return list(notes.items())
+
+
+def image_size_text(size: object) -> str:
+    """``[H, W]`` as "WxH px" (the way papers write image sizes), anything else as it is."""
+    return f"{size[1]}x{size[0]} px" if isinstance(size, (list, tuple)) and len(size) == 2 else str(size)
+
+
+def not_comparable(result: Result, split: Split | None) -> str:
+    """Why the run's numbers cannot be read beside published numbers measured on ``split``; "" when they can.
+
+    Comparable means: the data is not a generated stand-in (no ``synth.json`` at its root, as the run
+    recorded in ``meta.data``), every sample was scored (no cutting ``--limit``), and the dataset's scene
+    count, sample count under the protocol and image size are the published split's (the mapping's
+    ``split``). Decided from the data the run recorded, never from the suite's name.
+    """
+    data = result.meta.get("data")
+    if not isinstance(data, dict):
+        return "this run recorded nothing about its data (a summary written before runs recorded it); rerun it to compare"
+    reasons = []
+    generated = data.get("generated")
+    if generated is not None:
+        reasons.append(f"the data is a generated stand-in ({stand_in(data)}), not the published data")
+    if result.sample_limit is not None:
+        reasons.append(f"this run scored only the first {result.sample_limit} samples")
+    if generated is None and split is None:
+        reasons.append("leaderboard/published_suites.yaml records no split for these rows to check the data against")
+    elif generated is None:
+        found = {"scenes": data.get("scenes"), "samples": data.get("samples"), "image size": data.get("image_size")}
+        wanted = {"scenes": split.scenes, "samples": split.samples, "image size": list(split.image_size)}
+        show = {"image size": image_size_text}
+        differ = [f"{k} {show.get(k, str)(found[k])} (published: {show.get(k, str)(wanted[k])})" for k in wanted if found[k] != wanted[k]]
+        if differ:
+            reasons.append("the data is not the published split: " + ", ".join(differ))
+    return "; ".join(reasons)
+
+
+def stand_in(data: dict) -> str:
+    """A generated stand-in's format (from its ``synth.json``), scene count and image size, in words."""
+    fmt = data["generated"].get("format") or "synth.json unreadable"
+    return f"{fmt}, {data.get('scenes')} scenes, {image_size_text(data.get('image_size'))}"
+
+
+def suite_not_comparable(result: Result, published: list[Published]) -> list[str]:
+    """The distinct reasons (:func:`not_comparable`) the suite's published rows are not comparable with the run."""
+    return list(dict.fromkeys(r for r in (not_comparable(result, p.split_for(result.suite)) for p in published) if r))
 
 
 def _column(result: Result, metric: str) -> Column:
@@ -368,12 +457,17 @@ def published_rows(published: list[Published], metrics: list[str]) -> list[Publi
             for by in grouped.values()]
 
 
+def value_note(p: Published) -> str:
+    """The notes of one published value: its CSV ``notes`` and the mapping's note on its metric."""
+    return "; ".join(n for n in (p.notes, p.metric_note) if n)
+
+
 def _row_notes(values: list[Published]) -> str:
-    """The CSV notes of one row's values: once when all share it, else "metric: note" for each with one."""
-    notes = {p.notes for p in values}
+    """The notes of one row's values (:func:`value_note`): once when all share it, else "metric: note" for each with one."""
+    notes = {value_note(p) for p in values}
     if len(notes) == 1:
         return notes.pop()
-    return "; ".join(f"{p.metric}: {p.notes}" for p in values if p.notes)
+    return "; ".join(f"{p.metric}: {value_note(p)}" for p in values if value_note(p))
 
 
 # --------------------------------------------------------------------------- plots
@@ -551,15 +645,19 @@ def protocol_summary(config: dict) -> str:
     return "; ".join([f"{kind} ({params})" if params else str(kind), *extras])
 
 
-def data_summary(config: dict, limit: int | None = None) -> str:
-    """The dataset reader, split, root, whether it is a generated stand-in, and the run's sample
-    limit (:attr:`Result.sample_limit`). A relative root is as the suite's YAML wrote it."""
+def data_summary(result: Result) -> str:
+    """The dataset reader, split, root, whether it is a generated stand-in (asked for by the suite, or
+    found by the run: ``meta.data``), and the run's sample limit (:attr:`Result.sample_limit`). A
+    relative root is as the suite's YAML wrote it."""
+    config, limit, facts = result.config, result.sample_limit, result.meta.get("data")
     data = config.get("dataset") or {}
     parts = [f"{data.get('reader', '?')} reader"] + ([f"split {data['split']}"] if data.get("split") else [])
     if data.get("root"):
         root = str(data["root"])
         parts.append(f"root {root}" + ("" if Path(root).is_absolute() else " (relative to the suite's YAML)"))
-    if data.get("generate"):
+    if isinstance(facts, dict) and facts.get("generated") is not None:
+        parts.append(f"generated stand-in ({stand_in(facts)})")
+    elif data.get("generate"):
         parts.append(f"synthetic stand-in ({data['generate'].get('kind', '?')})")
     if limit is not None:
         parts.append(f"first {limit} samples only")
@@ -683,9 +781,11 @@ def render_site(results: list[Result], published: list[Published], site: Path) -
         tables = family_tables(r, mine, hrefs)
         unavailable = [(c.metric, c.unavailable) for t in tables for c in t.columns if c.unavailable]
         page = f"suite-{r.slug}.html"
+        not_comparable_with = suite_not_comparable(r, mine)
         (site / page).write_text(env.get_template("suite.html.j2").render(
             r=r, hrefs=hrefs, tables=tables, published=mine, plots=suite_plots(r), unavailable=unavailable,
-            protocol=protocol_summary(r.config), data=data_summary(r.config, r.sample_limit), significance=SIGNIFICANCE,
+            protocol=protocol_summary(r.config), data=data_summary(r), significance=SIGNIFICANCE,
+            not_comparable=not_comparable_with, protocol_notes=protocol_notes(mine), value_note=value_note,
         ))
         for pipe in r.pipelines:
             failures = r.summary.get("failures", {}).get(pipe, [])
@@ -695,13 +795,13 @@ def render_site(results: list[Result], published: list[Published], site: Path) -
                 images=copy_visuals(r, pipe, site), failures=failures[:MAX_FAILURES], n_failures=len(failures),
             ))
         best = [p for p in r.pipelines if r.entry(p, r.summary.get("primary_metric") or "").get("best")]
-        index.append({"r": r, "href": page, "protocol": protocol_summary(r.config), "data": data_summary(r.config, r.sample_limit),
-                      "best": best[0] if best else None, "n_published": len({p.key for p in mine})})
+        index.append({"r": r, "href": page, "protocol": protocol_summary(r.config), "data": data_summary(r),
+                      "best": best[0] if best else None, "n_published": len({p.key for p in mine}), "not_comparable": not_comparable_with})
     groups: dict[tuple[str, str], list[Published]] = defaultdict(list)
     for p in published:
         groups[(p.dataset, p.split_protocol)].append(p)
     links = {name: [f"suite-{r.slug}.html" for r in rs] for name, rs in suites_built.items()}
-    (site / "published.html").write_text(env.get_template("published.html.j2").render(groups=groups, links=links))
+    (site / "published.html").write_text(env.get_template("published.html.j2").render(groups=groups, links=links, value_note=value_note))
     (site / "index.html").write_text(env.get_template("index.html.j2").render(suites=index, n_published=len(published)))
     (site / MARKER).write_text("built by nvsbench (bench/leaderboard.py); replaced whole by the next build\n")
     return site / "index.html"

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from bench import distributed
 from bench.data.base import check_same_size, check_view
+from bench.data.generated import read_marker
 from bench.errors import ConfigError
 from bench.metrics.base import Metric
 from bench.metrics.evaluate import not_predicted, score_samples
@@ -326,11 +327,26 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
+def data_facts(suite: Suite, specs: list[SampleSpec]) -> dict:
+    """What tells the run's data from the split a published number was measured on (``meta.data`` of the
+    summary, read by :mod:`bench.leaderboard`): the ``synth.json`` parameters of a generated stand-in (None
+    for other data, :func:`bench.data.generated.read_marker`), the scenes and samples the protocol lists
+    before ``--limit``, and the (H, W) of the first sample's first target view (None if it cannot be read)."""
+    first = specs[0]
+    try:
+        size = list(suite.reader.load_view(first.scene, first.target_views[0]).image.shape[-2:])
+    except (ConfigError, OSError):  # a corrupt first view fails its sample, not the run
+        size = None
+    return {"generated": read_marker(suite.reader.root), "scenes": len({s.scene for s in specs}), "samples": len(specs),
+            "image_size": size}
+
+
 def summarize(
     suite: Suite, pipelines: list[Pipeline], store: Store, plan: Plan, sample_ids: list[str], opts: RunOptions, wall: float,
-    world_size: int = 1,
+    world_size: int = 1, data: dict | None = None,
 ) -> dict:
-    """The ``summary.json`` document, aggregated from the database rows of this run's samples (under the plan's keys)."""
+    """The ``summary.json`` document, aggregated from the database rows of this run's samples (under the plan's keys);
+    ``data`` is :func:`data_facts` of the suite's samples."""
     ids = set(sample_ids)
     per_scene = suite.config.aggregate == "scene"
     keys = plan.keys
@@ -382,6 +398,7 @@ def summarize(
             "world_size": world_size,
             "threads": torch.get_num_threads(),  # float rounding of some pipelines depends on it
             "limit": opts.limit,
+            "data": data,
             "packages": _versions(),
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -463,6 +480,7 @@ def _evaluate(suite: Suite, pipelines: list[Pipeline], opts: RunOptions, ctx: di
         suite.prepare()
     distributed.barrier(ctx)
     specs = list(suite.protocol.samples(suite.reader))
+    data = data_facts(suite, specs) if ctx.main and specs else None
     if opts.limit is not None:
         specs = specs[: opts.limit]
     if not specs:
@@ -477,7 +495,8 @@ def _evaluate(suite: Suite, pipelines: list[Pipeline], opts: RunOptions, ctx: di
         if store is None:
             return None, out
         distributed.merge_shards(store, out, plan.job)
-        summary = summarize(suite, pipelines, store, plan, [s.id for s in specs], opts, time.perf_counter() - start, ctx.world_size)
+        summary = summarize(suite, pipelines, store, plan, [s.id for s in specs], opts, time.perf_counter() - start, ctx.world_size,
+                            data)
     finally:
         if store is not None:
             store.close()
@@ -642,4 +661,22 @@ def format_table(summary: dict) -> str:
                 rows.append([pipe, label, f"{m['mean']:.4f}", ci, m["n"], _p_cell(m), n_fail])
     headers = ["pipeline", "metric", "mean", "95% CI", "n", "p vs best", "failures"]
     escaped = [[c.replace("|", "\\|") if isinstance(c, str) else c for c in row] for row in rows]  # a '|' in a name keeps its column
-    return tabulate(escaped, headers=headers, tablefmt="github")
+    return "\n".join([tabulate(escaped, headers=headers, tablefmt="github"), *table_notes(summary)])
+
+
+def all_failed(summary: dict) -> list[str]:
+    """The pipelines of which no sample was scored by any metric although samples were tried (each failed)."""
+    scored = {pipe for pipe, metrics in summary["results"].items() if any(m.get("n") for m in metrics.values())}
+    return [pipe for pipe, failures in summary["failures"].items() if failures and pipe not in scored]
+
+
+def table_notes(summary: dict) -> list[str]:
+    """Lines under the table: what a mean is over where the metric says (``details["mean_over"]``, e.g. mIoU's
+    classes), and the first failure reason of each pipeline with failures."""
+    notes = []
+    for pipe, metrics in summary["results"].items():
+        notes += [f"{pipe} {name}: mean over {m['details']['mean_over']}" for name, m in metrics.items() if m.get("details", {}).get("mean_over")]
+    for pipe, failures in summary["failures"].items():
+        if failures:
+            notes.append(f"{pipe}: first failure: {failures[0]['sample']}: {failures[0]['error']}")
+    return notes

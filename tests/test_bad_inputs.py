@@ -323,6 +323,24 @@ def test_deep_nesting_is_refused_without_recursion_error(tmp_path, text):
     assert time.perf_counter() - start < 2.0
 
 
+@pytest.mark.parametrize(("value", "tag"), [
+    ("!!python/object/apply:os.system ['touch {marker}']", "!!python/object/apply:os.system"),  # on a sequence
+    ("!!python/name:os.system", "!!python/name:os.system"),  # on a scalar: was a 30-line traceback
+    ("!!python/object:bench.types.View {{id: x}}", "!!python/object:bench.types.View"),  # on a mapping: was silently ignored
+    ("!!set {{a, b}}", "!!set"),
+    ("!custom 3", "!custom"),
+])
+def test_a_non_standard_yaml_tag_is_a_one_line_error_naming_file_and_line(cli, tmp_path, tiny_suite, value, tag):
+    marker = tmp_path / "pwned"
+    suite = tmp_path / "tagged.yaml"
+    suite.write_text(f"include: {tiny_suite}\nname: tagged\nbatch_size: 2\nextra: {value.format(marker=marker)}\n")
+    code, _, err = cli("run", suite, "--out", tmp_path / "out", "--no-progress")
+    assert code == 2 and one_error_line(err).startswith(f"nvsbench: error: {suite}:4: YAML tag {tag} is not supported")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    code, _, err = cli("run", tiny_suite, "--set", f"batch_size={value.format(marker=marker)}", "--out", tmp_path / "out", "--no-progress")
+    assert code == 2 and f"YAML tag {tag} is not supported" in one_error_line(err)
+
+
 # --------------------------------------------------------------------------- 7: checkpoint with pickled code
 
 
@@ -461,6 +479,31 @@ def test_bad_predictions_are_recorded_failures_in_a_run(cli, tiny_suite, tmp_pat
     summary = json.loads((out / "summary.json").read_text())
     assert summary["results"]["bad_outputs"]["psnr"]["n"] == 6 and len(summary["failures"]["bad_outputs"]) == 9
     assert all(row.rstrip(" |").endswith("9") for row in stdout.splitlines() if row.startswith("| bad_outputs"))
+
+
+    assert "bad_outputs: first failure: " in stdout and "predict: " in stdout.split("bad_outputs: first failure: ")[1]
+
+
+ALWAYS_FAILS = '''
+from bench.adapter import Adapter
+from bench.registry import register_adapter
+
+
+@register_adapter("always_fails")
+class AlwaysFails(Adapter):
+    def predict(self, sample):
+        raise RuntimeError("out of ideas for " + sample.id)
+'''
+
+
+def test_a_run_where_every_sample_of_a_pipeline_failed_exits_non_zero_with_the_reason(cli, tiny_suite, tmp_path):
+    adapters = write_adapters(tmp_path / "adapters", fails=ALWAYS_FAILS)
+    code, stdout, err = cli("run", tiny_suite, "--adapters", adapters, "--pipeline", "always_fails", "--pipeline", "identity",
+                            "--out", tmp_path / "out", "--no-progress")
+    assert code == 1 and "every sample failed for always_fails" in err
+    first = next(line for line in stdout.splitlines() if line.startswith("always_fails: first failure: "))
+    assert "predict: RuntimeError: out of ideas for " in first
+    assert "identity: first failure" not in stdout and "| identity" in stdout  # the other pipeline still ran and is shown
 
 
 # --------------------------------------------------------------------------- 10: hostile names

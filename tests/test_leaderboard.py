@@ -30,6 +30,7 @@ from bench.leaderboard import (
     Plot,
     Published,
     Series,
+    Split,
     build_site,
     format_cell,
     load_published,
@@ -123,6 +124,7 @@ def make_results(folder: Path, suite: str = "srn_cars") -> Path:
         "meta": {
             "git_commit": "abc123-dirty", "config_hashes": {"suite": "suitehash", **{p: f"hash-{i}" for i, p in enumerate(PIPES)}},
             "run_keys": run_keys, "data_key": "data1", "seed": 7, "device": "cpu", "limit": None, "wall_time_s": 1.5,
+            "data": {"generated": None, "scenes": 704, "samples": 176000, "image_size": [128, 128]},  # the published cars_test split
             "finished_at": "2026-01-02T03:04:05+0000", "packages": {"torch": "2.12.1"}, "command": ["nvsbench", "run", "x"],
             "suite_config": {"name": suite, "description": "<script>alert('d')</script> toy", "dataset": {"reader": "srn"},
                              "protocol": {"kind": "source_targets", "sources": [0]}, "metrics": ["psnr", "l1", "abs_rel", "lpips_vgg", "tsed", "fid"],
@@ -187,6 +189,8 @@ def test_cell_is_mean_plus_minus_half_ci_with_n():
     assert format_cell({"mean": None, "ci95": None, "n": 0}) == Cell("–", title="no sample was scored")
     c = format_cell({"unavailable": "missing weights: /w/a.pth", "higher_is_better": False})
     assert c.text == "n/a" and c.unavailable == "missing weights: /w/a.pth" and c.sort == ""
+    c = format_cell(entry(0.5, 0.4, 0.6, details={"mean_over": "the 3 of 21 classes present"}))
+    assert c.over == "the 3 of 21 classes present" and c.title.endswith("; mean over the 3 of 21 classes present")
 
 
 def test_nice_ticks_cover_the_range_at_round_steps():
@@ -267,7 +271,7 @@ def test_published_rows_are_apart_never_ranked_and_cited(site):
     assert row[0][0].startswith("Paper<b>Net</b> (SRN cars, 1v view64 128px)") and "Some CVPR23, arXiv:2304.06714, Tab.2" in row[0][0]
     assert [c[0] for c in row[1:5]] == ["23.17", "–", "0.146", ""]  # psnr, l1, lpips_vgg (= LPIPS), failures
     assert "LPIPS: LPIPS via X" in row[0][0]  # the CSV's notes of the row's values, by metric as they differ
-    assert "not comparable" not in html  # a run without --limit
+    assert "not comparable" not in html  # a run without --limit on data of the published split's size
     assert 'href="https://arxiv.org/abs/2304.06714"' in html
     assert "Unmatched" not in html  # its protocol maps to no suite: only on the published page
     published = page(site, "published.html")
@@ -301,6 +305,43 @@ def test_a_limited_run_shows_its_limit_and_root_and_marks_published_rows_not_com
     assert ("not comparable: this run scored only the first 10 samples" in divider[0][0]) == partial
     assert (row[1][1].get("title") == "not comparable: this run scored only the first 10 samples") == partial
     assert ('<tr class="not-comparable">' in html) == partial
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    ({"generated": {"format": "srn"}, "scenes": 4, "samples": 176000, "image_size": [64, 64]},
+     "the data is a generated stand-in (srn, 4 scenes, 64x64 px), not the published data"),
+    ({"generated": None, "scenes": 704, "samples": 176000, "image_size": [64, 64]},
+     "the data is not the published split: image size 64x64 px (published: 128x128 px)"),
+    ({"generated": None, "scenes": 10, "samples": 2500, "image_size": [128, 128]},
+     "the data is not the published split: scenes 10 (published: 704), samples 2500 (published: 176000)"),
+    (None, "this run recorded nothing about its data"),
+])
+def test_a_full_run_on_other_data_than_the_published_split_is_labelled_not_comparable(tmp_path, data, reason):
+    """Comparability comes from the data the run recorded (a stand-in's synth.json, counts, size), not the suite name."""
+    res = make_results(tmp_path / "res")
+    summary = json.loads((res / "summary.json").read_text())
+    summary["meta"]["data"] = data
+    (res / "summary.json").write_text(json.dumps(summary))
+    site = build_site([res], tmp_path / "site", published_csv(tmp_path / "pub.csv")).parent
+    html = page(site, "suite-srn_cars.html")
+    divider, row = Tables(html).rows("t-image", "published")
+    assert f"not comparable: {reason}" in divider[0][0]
+    assert row[1][1]["title"].startswith(f"not comparable: {reason}")
+    assert '<tr class="not-comparable">' in html
+    assert f"not comparable: {reason}" in page(site, "index.html")
+
+
+def test_a_metric_note_of_the_mapping_belongs_to_that_metric_of_its_rows_only(tmp_path):
+    """published_suites.yaml's note on 3DiM's SSIM is shown with SSIM values, not under every row of the protocol."""
+    rows = load_published(PUBLISHED_CSV, PUBLISHED_SUITES)
+    cars = [r for r in rows if r.dataset == "SRN cars" and r.split_protocol == "1v view64 128px"]
+    ssim = [r for r in cars if r.metric == "SSIM"]
+    assert ssim and all("3DiM" in r.metric_note for r in ssim)
+    assert all(r.metric_note == "" and "3DiM" not in r.mapping_note for r in cars if r.metric != "SSIM")
+    table = {p.source.method: p.notes for p in published_rows(cars, ["psnr", "ssim", "lpips_vgg"])}
+    assert "3DiM's is unspecified" in table["3DiM"]
+    assert all("3DiM's is unspecified" not in notes for method, notes in table.items() if method != "3DiM"), table
+    assert {r.split_for("srn_cars") for r in cars} == {Split(704, 176000, (128, 128))}
 
 
 def test_text_from_configs_results_and_published_file_is_escaped(site):
@@ -471,7 +512,7 @@ def test_shipped_published_results_and_their_suite_mapping():
         if r.suites:  # a row on a suite page reports a metric of ours, in the same direction
             assert r.our_metric and metrics.get(r.our_metric).higher_is_better == (r.higher_is_better == "1"), r
     ssim_rows = [r for r in rows if r.suites and r.our_metric == "ssim"]
-    assert {r.method for r in ssim_rows} == {"3DiM"} and all("ssim_uniform7" in r.mapping_note for r in ssim_rows)
+    assert {r.method for r in ssim_rows} == {"3DiM"} and all("ssim_uniform7" in r.metric_note for r in ssim_rows)
     for suite in ("srn_cars", "srn_chairs", "srn_cars_2view"):
         assert {"ssim", "ssim_uniform7"} <= set(load_yaml(PROJECT / "suites" / f"{suite}.yaml").data["metrics"]), suite
 

@@ -111,3 +111,32 @@ def test_invalid_target_label_raises():
     with pytest.raises(ValueError, match="target labels"):
         miou(torch.zeros(1, 2, 2, dtype=torch.long), torch.tensor([[[0, 30], [1, 255]]]))
     assert segmentation.IGNORE_LABEL == 255
+
+
+def test_mean_over_names_the_classes_the_mean_is_over():
+    """mmsegmentation's nanmean: a class in neither ground truth nor prediction is left out, and the details say so."""
+    target = torch.tensor([[[0, 0], [1, 1]]])
+    pred = torch.tensor([[[0, 15], [1, 1]]])  # person predicted once: present, IoU 0
+    details = miou.details(miou(pred, target).numpy())
+    assert details["mean_over"].startswith("the 3 of 21 classes present (in ground truth or prediction); left out: bicycle, bird,")
+    assert "person" not in details["mean_over"] and details["per_class_iou"]["person"] == 0.0
+    every = torch.arange(21).reshape(1, 3, 7)
+    assert miou.details(miou(every, every).numpy())["mean_over"] == "all 21 classes"
+    assert miou.details(miou(every[:, :1, :1], torch.full((1, 1, 1), 255)).numpy())["mean_over"] == "no class: every pixel is ignored"
+
+
+def test_segmentation_visuals_show_both_label_maps_in_the_voc_palette():
+    from bench.types import Prediction, Sample, SampleSpec, View
+    from bench.visuals import grid, label_colors
+
+    colours = label_colors(torch.tensor([[0, 1, 15, 255, 300]]))
+    assert (colours[:, 0] * 255).round().T.tolist() == [[0, 0, 0], [128, 0, 0], [192, 128, 128], [224, 224, 192], [224, 224, 192]]
+    eye = torch.eye(4)
+    gt = torch.tensor([[1, 1], [0, 255]])
+    view = View("v", torch.full((3, 2, 2), 0.5), torch.eye(3), eye, seg=gt)
+    sample = Sample(SampleSpec("s", "scene", ("v",), ("v",)), [view], [view])
+    pred = Prediction(torch.zeros(1, 1, 3, 2, 2), seg=torch.tensor([[[[15, 1], [0, 0]]]]))
+    image = grid(sample, pred)
+    assert image.shape == (3, 2, 5 * 2)  # source | target | prediction | predicted labels | ground-truth labels
+    torch.testing.assert_close(image[:, :, 6:8], label_colors(pred.seg[0, 0]))
+    torch.testing.assert_close(image[:, :, 8:10], label_colors(gt))

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.train.losses import depth_guided as L
 from bench.cameras import look_at, world_to_camera
 from bench.data.synth import intrinsics, object_mesh, render
 from bench.stages.encode.tae import TAEEncoder
@@ -19,6 +18,7 @@ from bench.stages.heads.depth import DepthDecoder
 from bench.stages.heads.segmentation import SegmentationHead
 from bench.stages.lift.warp import InverseWarpFeatures, LatentTransform, inverse_warp, scale_intrinsics
 from bench.stages.render.nvs_decoder import NVSDecoder
+from bench.train.losses import depth_guided as L
 
 PROJECT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,10 @@
 A generator is a frozen dataclass of its parameters that subclasses :class:`GeneratedSet`
 and implements ``write(out)``, laying files out exactly as the real dataset does.
 ``ensure(out)`` regenerates only when ``out/synth.json`` does not record the same
-parameters; ``generate(out)`` refuses to write into a folder it did not create.
+parameters; ``generate(out)`` refuses to write into a folder it did not create. The marker is
+how a stand-in is told from real data wherever it is used (:func:`read_marker`): a run records
+it in its summary, and the leaderboard never presents a run on generated data as comparable
+with published numbers.
 """
 
 from __future__ import annotations
@@ -22,6 +25,19 @@ from PIL import Image
 from bench.errors import ConfigError
 
 MARKER = "synth.json"
+
+
+def read_marker(root: Path) -> dict | None:
+    """The parameters a generator recorded in ``root/synth.json``; None when there is no marker (data
+    nvsbench did not generate), ``{}`` for a marker that cannot be read (still a generated set)."""
+    path = Path(root) / MARKER
+    if not path.is_file():
+        return None
+    try:
+        marker = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return marker if isinstance(marker, dict) else {}
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:

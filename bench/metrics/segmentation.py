@@ -2,6 +2,9 @@
 
 ``fn(pred (N,H,W) int64, target (N,H,W) int64) -> (N,K) float64`` per-image sufficient
 statistics; ``reduce(stats (n,K))`` gives the dataset-level value of any set of images.
+``miou`` averages over the classes present (in the ground truth or the predictions of the
+images scored), as mmsegmentation's ``IoUMetric`` does (``np.nanmean`` of the class IoUs); its
+``details`` state which classes that is (:func:`mean_over`).
 Target pixels labelled 255 (object boundaries, "void") are ignored; a prediction outside
 0..20 is simply wrong. Target labels other than 0..20 and 255 are an error.
 """
@@ -51,20 +54,36 @@ def _mean_iou(stats: np.ndarray) -> float:
     return float(iou[present].mean()) if present.any() else float("nan")
 
 
+def mean_over(iou: np.ndarray) -> str:
+    """Which classes a mean of the class IoUs ``iou`` (21,) (NaN = absent) is over, in words, e.g.
+    "the 19 of 21 classes present (in ground truth or prediction); left out: cow, sheep"."""
+    absent = [name for name, v in zip(VOC_CLASSES, iou) if np.isnan(v)]
+    if not absent:
+        return f"all {_K} classes"
+    if len(absent) == _K:
+        return "no class: every pixel is ignored"
+    return f"the {_K - len(absent)} of {_K} classes present (in ground truth or prediction); left out: {', '.join(absent)}"
+
+
 def _per_class_iou(stats: np.ndarray) -> dict:
-    """``{"per_class_iou": {class name: IoU, or None for a class absent from targets and predictions}}``."""
-    return {"per_class_iou": {name: None if np.isnan(v) else float(v) for name, v in zip(VOC_CLASSES, _class_iou(stats))}}
+    """``{"per_class_iou": {class name: IoU, or None for a class absent from targets and predictions},
+    "mean_over": which classes the mean is over}`` (:func:`mean_over`)."""
+    iou = _class_iou(stats)
+    return {"per_class_iou": {name: None if np.isnan(v) else float(v) for name, v in zip(VOC_CLASSES, iou)}, "mean_over": mean_over(iou)}
 
 
 @metric("segmentation", higher_is_better=True, reduce=_mean_iou, details=_per_class_iou)
 def miou(pred: Tensor, target: Tensor) -> Tensor:
-    """Dataset-level mean intersection over union over the 21 VOC classes (the VOC 2012 protocol).
+    """Dataset-level mean intersection over union over the VOC classes present (the VOC 2012 protocol).
 
     Stats per image (N, 42): intersection_c then union_c, c = 0..20, pixel counts over
     non-ignored pixels. ``reduce`` sums them over the images, takes IoU_c = Σ intersection_c
-    / Σ union_c and averages over the classes with Σ union_c > 0 (Everingham et al. 2015,
-    "The PASCAL Visual Object Classes Challenge: A Retrospective"), so it is NOT the mean
-    of per-image IoUs.
+    / Σ union_c (Everingham et al. 2015, "The PASCAL Visual Object Classes Challenge: A
+    Retrospective"), so it is NOT the mean of per-image IoUs, and averages over the classes
+    with Σ union_c > 0: a class neither in the ground truth nor predicted on the images scored
+    is left out, as mmsegmentation's ``IoUMetric`` does (``np.nanmean``, 0 / 0 being NaN). On
+    all of VOC 2012 val every class is present; on a subset (``--limit``) or a stand-in the
+    mean may be over fewer, which ``details["mean_over"]`` states.
     """
     conf = _confusion(pred, target)
     intersection = conf.diagonal(dim1=1, dim2=2)
