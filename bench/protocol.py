@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.data.base import Reader
+from bench.data.io import inside
 from bench.errors import ConfigError
 from bench.types import SampleSpec
 
@@ -79,7 +80,7 @@ class Triplets:
         self.triplets, self.in_root = triplets, in_root
 
     def samples(self, reader: Reader) -> Iterator[SampleSpec]:
-        path = reader.root / self.in_root if self.in_root else self.triplets
+        path = inside(reader.root, reader.root / self.in_root, "triplets protocol: in_root") if self.in_root else self.triplets
         try:
             lines = path.read_text().splitlines()
         except FileNotFoundError:

@@ -331,14 +331,15 @@ def data_facts(suite: Suite, specs: list[SampleSpec]) -> dict:
     """What tells the run's data from the split a published number was measured on (``meta.data`` of the
     summary, read by :mod:`bench.leaderboard`): the ``synth.json`` parameters of a generated stand-in (None
     for other data, :func:`bench.data.generated.read_marker`), the scenes and samples the protocol lists
-    before ``--limit``, and the (H, W) of the first sample's first target view (None if it cannot be read)."""
+    before ``--limit``, the (H, W) of the first sample's first target view (None if it cannot be read), and how the
+    reader resized that view (:meth:`bench.data.base.Reader.resize_notes`: per-axis scaling, aspect ratio, K)."""
     first = specs[0]
     try:
         size = list(suite.reader.load_view(first.scene, first.target_views[0]).image.shape[-2:])
     except (ConfigError, OSError):  # a corrupt first view fails its sample, not the run
         size = None
     return {"generated": read_marker(suite.reader.root), "scenes": len({s.scene for s in specs}), "samples": len(specs),
-            "image_size": size}
+            "image_size": size, "resized": suite.reader.resize_notes()}
 
 
 def summarize(

@@ -264,6 +264,36 @@ def test_blender_w_h_must_match_the_image(tmp_path):
         reader.load_view("obj", "r_0")
 
 
+def test_dataset_files_named_outside_the_dataset_root_are_refused(tmp_path):
+    """A transforms file, a VOC list or a triplets protocol naming a path with '..' out of the root is an error, not a read."""
+    from bench.data.voc import VOCReader
+    from bench.protocol import Triplets
+
+    secret = tmp_path / "secret.png"
+    Image.new("RGBA", (4, 4)).save(secret)
+    folder = tmp_path / "data" / "obj"
+    folder.mkdir(parents=True)
+    frame = {"file_path": "../../secret", "transform_matrix": np.eye(4).tolist(), "fl_x": 2.0}
+    (folder / "transforms_test.json").write_text(json.dumps({"frames": [frame]}))
+    with pytest.raises(ConfigError, match=r"transforms_test.json: frame 0: file_path: .*secret.png is outside the dataset root"):
+        reader = BlenderReader(folder)
+        reader.view_ids(reader.scenes()[0])
+    voc = tmp_path / "voc"
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("../../secret\n")
+    with pytest.raises(ConfigError, match=r"val.txt:1: .*secret.jpg is outside the dataset root"):
+        VOCReader(voc).scenes()
+    with pytest.raises(ConfigError, match=r"triplets protocol: in_root: .*triplets.txt is outside the dataset root"):
+        list(Triplets(in_root="../triplets.txt").samples(VOCReader(voc)))
+    inside = folder / "test"
+    inside.mkdir()
+    Image.new("RGBA", (4, 4)).save(inside / "r_0.png")
+    frame["file_path"] = "./test/../test/r_0"  # '..' that stays inside is fine
+    (folder / "transforms_test.json").write_text(json.dumps({"frames": [frame]}))
+    reader = BlenderReader(folder)
+    assert reader.load_view(reader.scenes()[0], "r_0").size == (4, 4)
+
+
 # --------------------------------------------------------------------------- 5: empty dataset folder
 
 

@@ -92,6 +92,25 @@ def test_resized_frames_keep_the_projection_in_corner_coordinates(clip):
     assert torch.equal(view.image, view.image[:, :1].expand_as(view.image))
 
 
+def test_a_resize_to_another_aspect_ratio_is_reported_in_data_check_and_the_run(cli, clip, tmp_path):
+    """8x16 frames read at 6x8: x scaled by 0.5, y by 0.75; K per axis, and both data check and the run's meta say so."""
+    view = RE10KReader(clip, size=(6, 8)).load_view(SEQ, "2000000")
+    assert torch.allclose(view.K, torch.tensor([[0.5 * 8, 0.0, 0.25 * 8 - 0.5], [0.0, 0.8 * 6, 0.75 * 6 - 0.5], [0.0, 0.0, 1.0]]))
+    note = ("8x16 (H x W) frames resized to 6x8 ({n} loaded): x scaled by 0.5, y by 0.75, so the aspect ratio W/H changes "
+            "from 2 to 1.333; K is built for the output size (fx, cx scaled by 0.5; fy, cy by 0.75)")
+    suite = tmp_path / "re10k.yaml"
+    suite.write_text(f"name: resized\ndataset: {{reader: re10k, root: {clip}, size: [6, 8]}}\n"
+                     "protocol: {kind: source_targets, sources: [0]}\nmetrics: [l1]\npipelines: [identity]\n")  # equal frames: psnr is inf
+    code, stdout, err = cli("data", "check", suite, "--no-progress")
+    assert code == 0, err
+    assert f"resized on load: {note.format(n=3)}" in stdout
+    code, _, err = cli("run", suite, "--out", tmp_path / "out", "--no-progress")
+    assert code == 0, err
+    data = json.loads((tmp_path / "out" / "summary.json").read_text())["meta"]["data"]
+    assert data["resized"] == [note.format(n=1)] and data["image_size"] == [6, 8] and data["generated"] is None
+    assert RE10KReader(clip, size=(H, W)).resize_notes() == []
+
+
 def test_relative_pose_matches_geofree_formula(clip):
     reader = RE10KReader(clip, size=(H, W))
     src, dst = reader.pose(SEQ, "1000000").double(), reader.pose(SEQ, "2000000").double()

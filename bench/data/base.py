@@ -8,6 +8,7 @@ missing or malformed file is a :class:`~bench.errors.ConfigError` naming its pat
 from __future__ import annotations
 
 import math
+from collections import Counter
 from itertools import chain
 from pathlib import Path
 from typing import ClassVar
@@ -55,6 +56,39 @@ class Reader:
     def pose(self, scene: str, view_id: str) -> Tensor:
         """(4, 4) OpenCV cam2world of a view; readers override it when poses are cheaper than images."""
         return self.load_view(scene, view_id).cam2world
+
+    def resize_notes(self) -> list[str]:
+        """What resizing on load did to the views loaded so far (:class:`ResizeLog`); readers that resize override it."""
+        return []
+
+
+class ResizeLog:
+    """The sizes a reader resized its views from, to one output size, counted; for ``data check`` and a run's meta.
+
+    A resize to another aspect ratio scales x and y differently: the note says by how much, and
+    whether the reader's ``K`` carries that per-axis scaling (``scales_K``).
+    """
+
+    def __init__(self, what: str, scales_K: bool):
+        self.what, self.scales_K = what, scales_K
+        self.counts: Counter[tuple[tuple[int, int], tuple[int, int]]] = Counter()
+
+    def add(self, from_size: tuple[int, int], to_size: tuple[int, int]) -> None:
+        """Record one view resized from ``from_size`` to ``to_size``, both (H, W)."""
+        self.counts[tuple(from_size), tuple(to_size)] += 1
+
+    def notes(self) -> list[str]:
+        """One sentence per (from, to) pair, e.g. "256x384 (H x W) frames resized to 208x368: x scaled by 0.9583, y by 0.8125 ..."."""
+        out = []
+        for ((h0, w0), (h1, w1)), n in sorted(self.counts.items()):
+            sx, sy = w1 / w0, h1 / h0
+            text = f"{h0}x{w0} (H x W) {self.what} resized to {h1}x{w1} ({n} loaded): x scaled by {sx:.4g}, y by {sy:.4g}"
+            if not math.isclose(sx, sy, rel_tol=1e-3):
+                text += f", so the aspect ratio W/H changes from {w0 / h0:.4g} to {w1 / h1:.4g}"
+            if self.scales_K:
+                text += f"; K is built for the output size (fx, cx scaled by {sx:.4g}; fy, cy by {sy:.4g})"
+            out.append(text)
+        return out
 
 
 def rotation_defect(rot: Tensor | list[list[float]]) -> tuple[float, float]:

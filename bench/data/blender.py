@@ -55,7 +55,7 @@ from torch import Tensor
 
 from bench.cameras import from_pixel_edges
 from bench.data.base import ORTHONORMAL_TOLERANCE, Reader, is_rotation, rotation_defect
-from bench.data.io import composite, read_rgba, read_text
+from bench.data.io import composite, inside, read_rgba, read_text
 from bench.errors import ConfigError
 from bench.types import View
 
@@ -153,7 +153,7 @@ def read_transforms(path: Path) -> tuple[dict, list[Frame]]:
         where = f"{path}: frame {index}"
         if not isinstance(entry, dict) or "file_path" not in entry or "transform_matrix" not in entry:
             raise ConfigError(f"{where}: needs 'file_path' and 'transform_matrix'")
-        image = _image_path(path.parent, str(entry["file_path"]))
+        image = inside(path.parent, _image_path(path.parent, str(entry["file_path"])), f"{where}: file_path")
         if image.stem in seen:
             raise ConfigError(f"{where}: view id '{image.stem}' appears twice")
         seen.add(image.stem)

@@ -30,6 +30,7 @@ class DatasetReport:
     sizes: Counter = field(default_factory=Counter)
     fields: Counter = field(default_factory=Counter)
     samples: int = 0
+    resized: list[str] = field(default_factory=list)  # the reader's resize notes (:meth:`bench.data.base.Reader.resize_notes`)
 
     def lines(self) -> list[str]:
         counts = list(self.views_per_scene.values())
@@ -41,6 +42,7 @@ class DatasetReport:
             f"protocol samples: {self.samples}; views they use: {sum(counts)} (per scene {min(counts)}..{max(counts)})",
             f"image sizes (H x W): {sizes}",
             f"optional fields read: {extra}",
+            *(f"resized on load: {note}" for note in self.resized),
             "every used file present and decodable; every rotation orthonormal; every K finite with positive focal lengths; "
             "the views of each sample share one size",
         ]
@@ -93,6 +95,7 @@ def check_dataset(suite: Suite, progress: bool = True) -> DatasetReport:
                 check_same_size({v: sizes[spec.scene, v] for v in ids if (spec.scene, v) in sizes}, what, f"sample {spec.id}")
             except ConfigError as exc:
                 problems.append(str(exc))
+    report.resized = reader.resize_notes()
     if problems:
         raise problems_error(problems, f"the {sum(report.views_per_scene.values())} views and {len(specs)} samples the protocol uses")
     return report

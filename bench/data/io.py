@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zlib
 from pathlib import Path
 
@@ -22,6 +23,20 @@ def read_text(path: Path, what: str = "file", hint: str = "") -> str:
         raise ConfigError(f"{what} not found: {path}{hint}") from None
     except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, binary bytes
         raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+
+
+def inside(root: Path, path: Path, source: str) -> Path:
+    """``path`` if it lies inside ``root``; a ConfigError naming ``source`` (the file and line that named it) otherwise.
+
+    A dataset's lists and transforms name files relative to its root; a name with ``..`` (or an absolute
+    one) that leaves the root would let a dataset file read anything on the machine. The check is on the
+    normalised path, not the resolved one: a symbolic link the user placed inside the root (frames kept on
+    another disk) is followed as usual.
+    """
+    normal, top = Path(os.path.normpath(path)), Path(os.path.normpath(root))
+    if not normal.is_relative_to(top):
+        raise ConfigError(f"{path} is outside the dataset root {root}; a dataset names only files inside its root", source)
+    return path
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -53,7 +53,7 @@ import torch
 from torch import Tensor
 
 from bench.cameras import camera_to_world
-from bench.data.base import Reader, is_rotation, rotation_defect
+from bench.data.base import Reader, ResizeLog, is_rotation, rotation_defect
 from bench.data.io import read_rgb, read_text
 from bench.errors import ConfigError
 from bench.types import View
@@ -138,6 +138,7 @@ class RE10KReader(Reader):
         self.near, self.far = near, far
         self._scenes: list[str] | None = None
         self._cameras: dict[str, dict[str, tuple[Tensor, Tensor]]] = {}
+        self.resized = ResizeLog("frames", scales_K=True)
 
     def scenes(self) -> list[str]:
         """Sorted sequence ids: the camera files in ``<root>/<split>/``."""
@@ -168,9 +169,13 @@ class RE10KReader(Reader):
     def pose(self, scene: str, view_id: str) -> Tensor:
         return self._camera(scene, view_id)[1].float()
 
+    def resize_notes(self) -> list[str]:
+        return self.resized.notes()
+
     def load_view(self, scene: str, view_id: str) -> View:
         intrinsics, cam2world = self._camera(scene, view_id)
         image = read_rgb(self.root / "frames" / self.split / scene / f"{view_id}.png")
         if tuple(image.shape[-2:]) != tuple(self.size):
+            self.resized.add(tuple(image.shape[-2:]), tuple(self.size))
             image = torch.nn.functional.interpolate(image[None], size=self.size, mode="bilinear", align_corners=False, antialias=True)[0]
         return View(view_id, image, normalised_to_pixels(intrinsics, self.size).float(), cam2world.float())

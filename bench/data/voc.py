@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from bench.data.base import Reader
-from bench.data.io import read_labels, read_rgb, read_text
+from bench.data.io import inside, read_labels, read_rgb, read_text
 from bench.errors import ConfigError
 from bench.metrics.segmentation import IGNORE_LABEL, VOC_CLASSES
 from bench.types import View
@@ -82,6 +82,8 @@ class VOCReader(Reader):
                 continue
             if view_id in seen:
                 raise ConfigError(f"image id '{view_id}' is listed twice", f"{self.list_file}:{number}")
+            for path in (self.image_path(view_id), self.label_path(view_id)):
+                inside(self.root, path, f"{self.list_file}:{number}")
             seen.add(view_id)
             ids.append(view_id)
         if not ids:
