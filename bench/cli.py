@@ -26,7 +26,7 @@ app.add_typer(data_app, name="data")
 leaderboard_app = typer.Typer(help="Build the leaderboard site.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 
-POSE_METRICS = "rot_err_deg,trans_err,trans_angle_deg,center_err,acc_15,acc_30,auc_30"
+POSE_METRICS = "rot_err_deg,trans_err,trans_angle_deg,center_err,rra_15,rra_30,rta_15,rta_30,joint_acc_15,joint_acc_30,auc_30"
 AdaptersOpt = Annotated[
     list[Path] | None, typer.Option("--adapters", help="Folder of adapter .py files to register (repeatable).")
 ]

@@ -12,7 +12,8 @@ from bench.metrics import pose
 from bench.metrics.base import Metric
 from bench.metrics.evaluate import _pose_pairs
 
-NAMES = ("rot_err_deg", "trans_err", "trans_angle_deg", "center_err", "acc_15", "acc_30", "auc_30")
+NAMES = ("rot_err_deg", "trans_err", "trans_angle_deg", "center_err", "rra_15", "rra_30", "rta_15", "rta_30", "joint_acc_15",
+         "joint_acc_30", "auc_30")
 
 
 def _cam2world(rot: Rotation, t: np.ndarray) -> torch.Tensor:
@@ -29,7 +30,7 @@ def test_registration_fields():
     for name in NAMES:
         m = getattr(pose, name)
         assert isinstance(m, Metric) and m.family == "pose"
-        assert m.higher_is_better == name.startswith(("acc", "auc"))
+        assert m.higher_is_better == name.startswith(("rra", "rta", "joint_acc", "auc"))
 
 
 def test_against_scipy_and_numpy():
@@ -63,8 +64,14 @@ def test_auc_mean_equals_posediffusion_histogram_auc():
     expected = np.mean(np.cumsum(histogram / n))
     assert 0.1 < expected < 0.9
     assert pose.auc_30(pred, target).mean().item() == pytest.approx(expected, abs=1e-12)
-    np.testing.assert_array_equal(pose.acc_15(pred, target).numpy(), (error < 15).astype(float))
-    np.testing.assert_array_equal(pose.acc_30(pred, target).numpy(), (error < 30).astype(float))
+    np.testing.assert_array_equal(pose.joint_acc_15(pred, target).numpy(), (error < 15).astype(float))
+    np.testing.assert_array_equal(pose.joint_acc_30(pred, target).numpy(), (error < 30).astype(float))
+    rot, angle = pose.rot_err_deg(pred, target).numpy(), pose.trans_angle_deg(pred, target).numpy()
+    for k in (15, 30):  # PoseDiffusion's RRA@k / RTA@k test each error alone
+        np.testing.assert_array_equal(getattr(pose, f"rra_{k}")(pred, target).numpy(), (rot < k).astype(float))
+        np.testing.assert_array_equal(getattr(pose, f"rta_{k}")(pred, target).numpy(), (angle < k).astype(float))
+        assert (getattr(pose, f"rra_{k}")(pred, target) >= getattr(pose, f"joint_acc_{k}")(pred, target)).all()
+    assert pose.rta_15(pred, target).mean() != pose.joint_acc_15(pred, target).mean()  # the joint accuracy is another number
 
 
 def _rotated_about_z(deg: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,8 +86,8 @@ def test_known_rotation_about_z():
         assert pose.rot_err_deg(pred, target).item() == pytest.approx(deg, abs=1e-9)
         assert pose.trans_angle_deg(pred, target).item() < deg  # the rotation error is the larger one
         assert pose.center_err(pred, target).item() == pytest.approx(0.0, abs=1e-12)
-        assert pose.acc_15(pred, target).item() == acc15
-        assert pose.acc_30(pred, target).item() == acc30
+        assert pose.joint_acc_15(pred, target).item() == acc15
+        assert pose.joint_acc_30(pred, target).item() == acc30
     # an error of 10 passes t = 11..30. A pose 10° off lands on the t = 10 boundary in floating point
     # (rot_err 9.999999999999998 here), so the pose-level check stays half a degree away from it.
     assert pose.auc_30(*_rotated_about_z(10.5)).item() == pytest.approx(20 / 30)
@@ -96,7 +103,7 @@ def test_identical_poses():
     c2w = _cam2world(rot, t).float()
     for name in ("rot_err_deg", "trans_err", "trans_angle_deg", "center_err"):
         torch.testing.assert_close(getattr(pose, name)(c2w, c2w), torch.zeros(5, dtype=torch.float64), atol=1e-5, rtol=0)
-    for name in ("acc_15", "acc_30", "auc_30"):
+    for name in ("rra_15", "rra_30", "rta_15", "rta_30", "joint_acc_15", "joint_acc_30", "auc_30"):
         assert torch.equal(getattr(pose, name)(c2w, c2w), torch.ones(5, dtype=torch.float64)), name
 
 
@@ -108,8 +115,31 @@ def test_translation_angle_sign_invariance_and_degenerate_translations():
     torch.testing.assert_close(pose.trans_err(_cam2world(rot, -t), target), torch.from_numpy(2 * np.linalg.norm(t, axis=1)))
     zero = _cam2world(rot, np.zeros((3, 3)))
     assert torch.equal(pose.trans_angle_deg(zero, target), torch.full((3,), 90.0, dtype=torch.float64))  # no direction: worst
-    assert torch.isnan(pose.trans_angle_deg(target, zero)).all()  # undefined ground truth: not scorable
-    assert torch.isnan(pose.auc_30(target, zero)).all() and torch.isnan(pose.acc_15(target, zero)).all()
+    # a zero ground-truth translation: 90°, in the mean, as PoseDiffusion's compare_translation_by_angle gives
+    assert torch.equal(pose.trans_angle_deg(target, zero), torch.full((3,), 90.0, dtype=torch.float64))
+    assert torch.equal(pose.rta_30(target, zero), torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(pose.auc_30(target, zero), torch.zeros(3, dtype=torch.float64))
+
+
+def _posediffusion_translation_angle(t_pred: np.ndarray, t_gt: np.ndarray, eps: float = 1e-15) -> np.ndarray:
+    """PoseDiffusion's metric.py (compare_translation_by_angle, then min(θ, 180 − θ)), re-written in numpy as the reference."""
+    t = t_pred / (np.linalg.norm(t_pred, axis=1, keepdims=True) + eps)
+    g = t_gt / (np.linalg.norm(t_gt, axis=1, keepdims=True) + eps)
+    loss = np.maximum(1.0 - np.sum(t * g, axis=1) ** 2, eps)
+    theta = np.degrees(np.arccos(np.sqrt(1 - loss)))
+    return np.minimum(theta, np.abs(180 - theta))
+
+
+def test_translation_angle_matches_posediffusion_including_zero_translations():
+    rng = np.random.default_rng(8)
+    rot = Rotation.random(6, random_state=8)
+    tp, tg = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    tg[0] = 0.0  # zero ground truth
+    tp[1] = 0.0  # zero prediction
+    tp[2], tg[2] = 0.0, 0.0  # both
+    got = pose.trans_angle_deg(_cam2world(rot, tp), _cam2world(rot, tg)).numpy()
+    np.testing.assert_allclose(got, _posediffusion_translation_angle(tp, tg), rtol=0, atol=1e-5)
+    assert got[:3].tolist() == [90.0, 90.0, 90.0]
 
 
 def test_camera_pairs():

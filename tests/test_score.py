@@ -119,7 +119,7 @@ def test_score_poses_match_scipy(cli, tmp_path):
     doc = json.loads(out)
     for name, row in doc["per_image"].items():
         assert row["rot_err_deg"] == pytest.approx(expected[name], abs=1e-4)
-        assert row["acc_30"] in (0.0, 1.0)
+        assert row["joint_acc_30"] in (0.0, 1.0)
     assert doc["mean"]["rot_err_deg"] == pytest.approx(np.mean(list(expected.values())), abs=1e-4)
     del pred["cam3"]
     (tmp_path / "pred.json").write_text(json.dumps(pred))

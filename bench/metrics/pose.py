@@ -10,13 +10,13 @@ Diffusion-aided Bundle Adjustment"). Everything is computed in float64.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from bench.cameras import relative_pose, world_to_camera
-from bench.metrics.base import metric
+from bench.metrics.base import Metric, metric
 
 
 def _world_to_camera(cam2world: Tensor) -> tuple[Tensor, Tensor]:
@@ -52,15 +52,15 @@ def trans_angle_deg(pred: Tensor, target: Tensor) -> Tensor:
     θ is the angle between ``t_pred`` and ``t_gt``; counting θ and 180° − θ as the same
     error follows PoseDiffusion (Wang et al. 2023), which treats t and −t alike (two-view
     estimates, e.g. from an essential matrix, fix a translation only up to a scale of
-    either sign). Computed as ``atan2(|t_pred × t_gt|, |t_pred · t_gt|)``,
-    in [0°, 90°]. A zero predicted translation has no direction and scores the worst
-    error, 90°; a zero ground-truth translation gives NaN (the direction is undefined,
-    so the pair cannot be scored).
+    either sign). Computed as ``atan2(|t_pred × t_gt|, |t_pred · t_gt|)``, in [0°, 90°].
+    A zero translation, predicted or ground truth, has no direction and scores the worst
+    error, 90°, as in PoseDiffusion's ``compare_translation_by_angle`` and VGGT's evaluation
+    (both normalise with ``t / (|t| + eps)``, so a zero vector gives a zero dot product and
+    ``acos(0)`` = 90°): the pair stays in the mean rather than being left out.
     """
     tp, tg = _world_to_camera(pred)[1], _world_to_camera(target)[1]
     angle = torch.rad2deg(torch.atan2(torch.linalg.cross(tp, tg).norm(dim=-1), (tp * tg).sum(-1).abs()))
-    angle = torch.where(tp.norm(dim=-1) == 0, 90.0, angle)
-    return torch.where(tg.norm(dim=-1) == 0, torch.nan, angle)
+    return torch.where((tp.norm(dim=-1) == 0) | (tg.norm(dim=-1) == 0), 90.0, angle)
 
 
 @metric("pose", higher_is_better=False)
@@ -70,7 +70,7 @@ def center_err(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def _pose_error_deg(pred: Tensor, target: Tensor) -> Tensor:
-    """``max(rot_err_deg, trans_angle_deg)`` per pair: the error PoseDiffusion thresholds for accuracy and AUC."""
+    """``max(rot_err_deg, trans_angle_deg)`` per pair: the error PoseDiffusion thresholds for its AUC."""
     return torch.maximum(rot_err_deg(pred, target), trans_angle_deg(pred, target))
 
 
@@ -80,25 +80,25 @@ def _fraction_below(error: Tensor, thresholds: Sequence[float]) -> Tensor:
     return torch.where(error.isnan(), torch.nan, below)
 
 
-@metric("pose", higher_is_better=True)
-def acc_15(pred: Tensor, target: Tensor) -> Tensor:
-    """Joint pose accuracy at 15°: 1 if ``max(rot_err_deg, trans_angle_deg) < 15`` else 0.
+def _accuracy(error: Callable[[Tensor, Tensor], Tensor], k: float, doc: str) -> Metric:
+    """The pose metric "1 if ``error(pred, target)`` < ``k`` degrees else 0" per pair, documented by ``doc``."""
 
-    The thresholded error is the larger of the rotation error and the sign-invariant
-    translation-direction error, the error behind PoseDiffusion's AUC (Wang et al. 2023):
-    a pair counts only if both its RRA@15 and RTA@15 tests pass.
-    """
-    return _fraction_below(_pose_error_deg(pred, target), [15.0])
+    def accuracy(pred: Tensor, target: Tensor) -> Tensor:
+        return _fraction_below(error(pred, target), [k])
+
+    accuracy.__doc__ = doc
+    return metric("pose", higher_is_better=True)(accuracy)
 
 
-@metric("pose", higher_is_better=True)
-def acc_30(pred: Tensor, target: Tensor) -> Tensor:
-    """Joint pose accuracy at 30°: 1 if ``max(rot_err_deg, trans_angle_deg) < 30`` else 0.
-
-    The same thresholded error as :data:`acc_15`: a pair counts only if both its RRA@30
-    and RTA@30 tests pass (Wang et al. 2023).
-    """
-    return _fraction_below(_pose_error_deg(pred, target), [30.0])
+# PoseDiffusion's (Wang et al. 2023, Tab. 1; its metric.py) relative rotation and translation accuracies:
+# the fraction of pairs whose rotation error, resp. sign-invariant translation angle, is below k degrees.
+rra_15 = _accuracy(rot_err_deg, 15.0, "RRA@15 (PoseDiffusion): 1 if rot_err_deg < 15 else 0; the mean over pairs is the accuracy.")
+rra_30 = _accuracy(rot_err_deg, 30.0, "RRA@30 (PoseDiffusion): 1 if rot_err_deg < 30 else 0; the mean over pairs is the accuracy.")
+rta_15 = _accuracy(trans_angle_deg, 15.0, "RTA@15 (PoseDiffusion): 1 if trans_angle_deg < 15 else 0; the mean over pairs is the accuracy.")
+rta_30 = _accuracy(trans_angle_deg, 30.0, "RTA@30 (PoseDiffusion): 1 if trans_angle_deg < 30 else 0; the mean over pairs is the accuracy.")
+# Both tests at once: max(rot_err_deg, trans_angle_deg) < k, the error behind PoseDiffusion's AUC. Not RRA.
+joint_acc_15 = _accuracy(_pose_error_deg, 15.0, "Joint pose accuracy at 15°: 1 if max(rot_err_deg, trans_angle_deg) < 15 (RRA@15 and RTA@15 both pass).")
+joint_acc_30 = _accuracy(_pose_error_deg, 30.0, "Joint pose accuracy at 30°: 1 if max(rot_err_deg, trans_angle_deg) < 30 (RRA@30 and RTA@30 both pass).")
 
 
 @metric("pose", higher_is_better=True)
