@@ -97,8 +97,8 @@ rra_30 = _accuracy(rot_err_deg, 30.0, "RRA@30 (PoseDiffusion): 1 if rot_err_deg 
 rta_15 = _accuracy(trans_angle_deg, 15.0, "RTA@15 (PoseDiffusion): 1 if trans_angle_deg < 15 else 0; the mean over pairs is the accuracy.")
 rta_30 = _accuracy(trans_angle_deg, 30.0, "RTA@30 (PoseDiffusion): 1 if trans_angle_deg < 30 else 0; the mean over pairs is the accuracy.")
 # Both tests at once: max(rot_err_deg, trans_angle_deg) < k, the error behind PoseDiffusion's AUC. Not RRA.
-joint_acc_15 = _accuracy(_pose_error_deg, 15.0, "Joint pose accuracy at 15°: 1 if max(rot_err_deg, trans_angle_deg) < 15 (RRA@15 and RTA@15 both pass).")
-joint_acc_30 = _accuracy(_pose_error_deg, 30.0, "Joint pose accuracy at 30°: 1 if max(rot_err_deg, trans_angle_deg) < 30 (RRA@30 and RTA@30 both pass).")
+joint_acc_15 = _accuracy(_pose_error_deg, 15.0, "Joint pose accuracy at 15°: 1 if max(rot_err_deg, trans_angle_deg) < 15: RRA@15 and RTA@15 pass.")
+joint_acc_30 = _accuracy(_pose_error_deg, 30.0, "Joint pose accuracy at 30°: 1 if max(rot_err_deg, trans_angle_deg) < 30: RRA@30 and RTA@30 pass.")
 
 
 @metric("pose", higher_is_better=True)
