@@ -90,6 +90,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "delta1": "bench.metrics.depth:delta1",
         "delta2": "bench.metrics.depth:delta2",
         "delta3": "bench.metrics.depth:delta3",
+        "depth_coverage": "bench.metrics.depth:depth_coverage",
         "rot_err_deg": "bench.metrics.pose:rot_err_deg",
         "trans_err": "bench.metrics.pose:trans_err",
         "trans_angle_deg": "bench.metrics.pose:trans_angle_deg",

@@ -18,7 +18,7 @@ from torch import Tensor
 from bench.data.io import read_depth_mm, read_labels, read_rgb
 from bench.errors import ConfigError
 from bench.metrics.base import DepthOptions, Metric
-from bench.metrics.evaluate import MetricOptions, call_pairs
+from bench.metrics.evaluate import MetricOptions, call_pairs, with_depth_coverage
 from bench.registry import registry
 
 FILE_FAMILIES = ("image", "distribution", "depth", "segmentation")
@@ -71,7 +71,7 @@ def resolve_metrics(names: list[str], families: tuple[str, ...]) -> dict[str, Me
     kinds = {"image" if m.family == "distribution" else m.family for m in metrics.values()}
     if len(kinds) > 1:
         raise ConfigError(f"--metrics mixes file kinds ({', '.join(sorted(kinds))}); score one kind per call")
-    return metrics
+    return with_depth_coverage(metrics)
 
 
 def _read(path: Path, family: str) -> Tensor:

@@ -15,10 +15,11 @@ NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "silog", "log10", "delta1", "d
 
 
 def _reference(pred: np.ndarray, target: np.ndarray, options: DepthOptions) -> dict[str, np.ndarray]:
-    """The usual KITTI/NYU evaluation loop, one image at a time with boolean masks."""
+    """The usual KITTI/NYU evaluation loop, one image at a time with boolean masks, with one difference named:
+    the loop assumes a dense prediction; here a pixel the prediction leaves at 0 (a hole) is left out too."""
     out: dict[str, list[float]] = {name: [] for name in NAMES}
     for p, g in zip(pred.astype(np.float64), target.astype(np.float64)):
-        valid = g > options.min_depth
+        valid = (g > options.min_depth) & (p > 0)
         if options.max_depth is not None:
             valid &= g <= options.max_depth
         if not valid.any():
@@ -114,3 +115,37 @@ def test_image_without_valid_pixel_is_nan(options: DepthOptions):
         keep = [0, 2, 4]
         assert torch.isfinite(got[keep]).all(), name
         np.testing.assert_allclose(got.numpy(), ref[name], rtol=1e-6, atol=1e-4, err_msg=name)
+
+
+def test_holes_in_a_prediction_are_left_out_and_counted_by_depth_coverage():
+    """A true depth map with about 60 % holes: perfect where it covers, coverage about 0.4 (holes are not depths of min_depth)."""
+    rng = np.random.default_rng(4)
+    target = torch.from_numpy(rng.uniform(1.0, 3.0, (2, 10, 10)))
+    target[1, :5] = 0.0  # half of image 1 has no ground truth
+    holes = torch.from_numpy(rng.random((2, 10, 10)) < 0.6)
+    pred = torch.where(holes, 0.0, target)
+    plain = DepthOptions()
+    for name in ("abs_rel", "sq_rel", "rmse", "rmse_log", "silog", "log10"):
+        torch.testing.assert_close(getattr(depth, name)(pred, target, plain), torch.zeros(2, dtype=torch.float64), atol=1e-7, rtol=0)
+    for name in ("delta1", "delta2", "delta3"):
+        assert torch.equal(getattr(depth, name)(pred, target, plain), torch.ones(2, dtype=torch.float64)), name
+    covered = (~holes & (target > 0)).sum((1, 2)).double() / (target > 0).sum((1, 2))
+    torch.testing.assert_close(depth.depth_coverage(pred, target, plain), covered)
+    assert 0.3 < covered.min() and covered.max() < 0.6
+    assert depth.depth_coverage(target, target, plain).tolist() == [1.0, 1.0]
+    nan_pred = torch.where(holes, torch.nan, target)  # NaN is no depth either
+    torch.testing.assert_close(depth.depth_coverage(nan_pred, target, plain), covered)
+    assert depth.abs_rel(torch.zeros_like(target), target, plain).isnan().all()  # nothing predicted: no value (a failure)
+    assert depth.depth_coverage(torch.zeros_like(target), target, plain).tolist() == [0.0, 0.0]
+
+
+def test_depth_coverage_is_reported_wherever_depth_metrics_are():
+    from bench.metrics.evaluate import with_depth_coverage
+    from bench.registry import registry
+    from bench.score import resolve_metrics
+
+    metrics = registry("metrics")
+    assert list(with_depth_coverage({"abs_rel": metrics.get("abs_rel")})) == ["abs_rel", "depth_coverage"]
+    assert list(with_depth_coverage({"psnr": metrics.get("psnr")})) == ["psnr"]
+    assert list(resolve_metrics(["delta1"], ("depth",))) == ["delta1", "depth_coverage"]
+    assert depth.depth_coverage.revision == 1 and depth.abs_rel.revision == 2

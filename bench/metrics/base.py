@@ -26,6 +26,11 @@ the value from the rows of any set of samples (the bootstrap resamples samples),
 
 ``unavailable()`` returns why a metric cannot run on this machine (the weight file it
 looked for), or None. Such a metric is reported, never silently dropped.
+
+``revision`` is raised when a fix changes a metric's values for the same inputs (SSIM's float64
+statistics, depth on the pixels valid in both maps, a zero translation scored 90°): it enters the
+run key (:meth:`bench.suite.Suite.scoring_digest`), so scores stored under the old definition are
+never reported as the new one.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class Metric:
     reduce: Callable[[Any], float] | None = None
     details: Callable[[Any], dict] | None = None
     availability: Callable[[], str | None] | None = None
+    revision: int = 1
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

@@ -39,6 +39,19 @@ def required_reader_fields(metric: Metric) -> set[str]:
     return out | ({"source_mask"} if metric.needs_mask else set())
 
 
+def with_depth_coverage(metrics: dict[str, Metric]) -> dict[str, Metric]:
+    """``metrics`` with ``depth_coverage`` added after them when a depth metric is among them and it is not.
+
+    Depth metrics are taken on the pixels a prediction covers (:mod:`bench.metrics.depth`), so
+    their numbers are reported with the coverage, in every run and every ``score``.
+    """
+    from bench.metrics.depth import depth_coverage
+
+    if any(m.family == "depth" for m in metrics.values()) and "depth_coverage" not in metrics:
+        return {**metrics, "depth_coverage": depth_coverage}
+    return metrics
+
+
 #: How predicted images are quantised before scoring (suite key ``metric_options.quantize``), each as
 #: ``fn(image in [0, 1]) -> image on the 8-bit grid k / 255``.
 QUANTIZERS = {

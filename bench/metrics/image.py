@@ -102,7 +102,7 @@ def _check_window_fits(name: str, pred: Tensor, window: int) -> None:
         raise ValueError(f"{name} needs images at least {window} px on each side, got {tuple(pred.shape[-2:])}")
 
 
-@image_metric(higher_is_better=True)
+@image_metric(higher_is_better=True, revision=2)  # 2: window statistics in float64
 def ssim(pred: Tensor, target: Tensor) -> Tensor:
     """Structural similarity (Wang et al. 2004): Gaussian window 11, sigma 1.5, k1 0.01, k2 0.03.
 
@@ -117,7 +117,7 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
     return s.flatten(1).mean(1)
 
 
-@image_metric(higher_is_better=True)
+@image_metric(higher_is_better=True, revision=2)  # 2: window statistics in float64
 def ssim_uniform7(pred: Tensor, target: Tensor) -> Tensor:
     """SSIM as scikit-image computes it by default, the SSIM of pixelNeRF's and SSDNeRF's SRN evaluation.
 
@@ -136,7 +136,7 @@ def ssim_uniform7(pred: Tensor, target: Tensor) -> Tensor:
     return s.flatten(1).mean(1)
 
 
-@image_metric(higher_is_better=True)
+@image_metric(higher_is_better=True, revision=2)  # 2: window statistics in float64
 def ms_ssim(pred: Tensor, target: Tensor) -> Tensor:
     """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003), 5 scales with the paper's weights.
 

@@ -45,7 +45,7 @@ def trans_err(pred: Tensor, target: Tensor) -> Tensor:
     return (_world_to_camera(pred)[1] - _world_to_camera(target)[1]).norm(dim=-1)
 
 
-@metric("pose", higher_is_better=False)
+@metric("pose", higher_is_better=False, revision=2)  # 2: a zero ground-truth translation scores 90°, not NaN
 def trans_angle_deg(pred: Tensor, target: Tensor) -> Tensor:
     """Sign-invariant angle in degrees between the world-to-camera translations: ``min(θ, 180° − θ)``.
 
@@ -101,7 +101,7 @@ joint_acc_15 = _accuracy(_pose_error_deg, 15.0, "Joint pose accuracy at 15°: 1 
 joint_acc_30 = _accuracy(_pose_error_deg, 30.0, "Joint pose accuracy at 30°: 1 if max(rot_err_deg, trans_angle_deg) < 30: RRA@30 and RTA@30 pass.")
 
 
-@metric("pose", higher_is_better=True)
+@metric("pose", higher_is_better=True, revision=2)  # 2: through trans_angle_deg
 def auc_30(pred: Tensor, target: Tensor) -> Tensor:
     """Per-pair share of PoseDiffusion's AUC@30: the fraction of t = 1, 2, ..., 30 with ``e < t``.
 
