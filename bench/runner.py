@@ -365,6 +365,9 @@ def summarize(
                 continue
             stored = scored[p.name] = store.scores(keys[p.name], name, ids)
             entry = aggregate(metric, *_columns(stored), opts.seed, per_scene, pending)
+            gaps = store.not_applicable(keys[p.name], name, ids)
+            if gaps:  # the dataset's gaps, in no statistic and no failure count
+                entry["not_applicable"] = {"n": len(gaps), "reason": gaps[0][1], "first": gaps[0][0]}
             if bins:  # bins are applied here, to the stored geometry: changing them re-scores nothing
                 in_bin = [labels.get(s, "outside") for s in stored.samples]
                 entry["by_radius"] = {
@@ -673,10 +676,17 @@ def all_failed(summary: dict) -> list[str]:
 
 def table_notes(summary: dict) -> list[str]:
     """Lines under the table: what a mean is over where the metric says (``details["mean_over"]``, e.g. mIoU's
-    classes), and the first failure reason of each pipeline with failures."""
+    classes), the samples whose ground truth a metric cannot score, and the first failure reason of each pipeline
+    with failures."""
     notes = []
     for pipe, metrics in summary["results"].items():
         notes += [f"{pipe} {name}: mean over {m['details']['mean_over']}" for name, m in metrics.items() if m.get("details", {}).get("mean_over")]
+        gaps: dict[tuple, list[str]] = {}  # metrics with the same gaps, named together
+        for name, m in metrics.items():
+            if m.get("not_applicable"):
+                gaps.setdefault(tuple(m["not_applicable"].values()), []).append(name)
+        notes += [f"{pipe} {', '.join(names)}: not applicable to {n} samples whose target {why} (e.g. {first}; see nvsbench data check)"
+                  for (n, why, first), names in gaps.items()]
     for pipe, failures in summary["failures"].items():
         if failures:
             notes.append(f"{pipe}: first failure: {failures[0]['sample']}: {failures[0]['error']}")

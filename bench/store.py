@@ -4,9 +4,11 @@ Rows are keyed by a *run key* (:func:`bench.runner.run_key`: hash of the data, p
 metric options, pipeline config and weights, and seed), so a rerun of the same command finds
 what is already scored and a changed config never mixes with old rows. Tables:
 
-- ``scores(run_key, pipeline, scene, sample, metric, value, stats)``: ``value`` is the
+- ``scores(run_key, pipeline, scene, sample, metric, value, stats, not_applicable)``: ``value`` is the
   sample's metric value; ``stats`` (a ``.npy`` blob) holds the rows of statistics of a
-  dataset-level metric (mIoU, FID), NULL otherwise
+  dataset-level metric (mIoU, FID), NULL otherwise; ``not_applicable`` is why the sample's ground
+  truth cannot score the metric (a target without valid depth), NULL otherwise: such a row
+  counts as done for resume and in no statistic
 - ``failures(run_key, pipeline, sample, what, error)``: ``what`` is ``load``, ``predict`` or a metric name;
   a sample's failures are those of its last scoring (a rerun that scores it again replaces them)
 - ``runs(run_key, pipeline, config, updated)``: the pipeline config behind each run key
@@ -34,13 +36,13 @@ import numpy as np
 from bench.errors import ConfigError
 from bench.metrics.evaluate import Score
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DB_NAME = "results.sqlite"
 BUSY_TIMEOUT_S = 600.0  # a writer waits this long for another one's transaction (one batch) to commit
 SCHEMA = """
 CREATE TABLE scores (
     run_key TEXT NOT NULL, pipeline TEXT NOT NULL, scene TEXT NOT NULL, sample TEXT NOT NULL,
-    metric TEXT NOT NULL, value REAL, stats BLOB, PRIMARY KEY (run_key, sample, metric));
+    metric TEXT NOT NULL, value REAL, stats BLOB, not_applicable TEXT, PRIMARY KEY (run_key, sample, metric));
 CREATE TABLE failures (
     run_key TEXT NOT NULL, pipeline TEXT NOT NULL, sample TEXT NOT NULL, what TEXT NOT NULL,
     error TEXT NOT NULL, PRIMARY KEY (run_key, sample, what));
@@ -116,7 +118,7 @@ class Store:
             time.sleep(0.01)
 
     def _ensure_schema(self) -> None:
-        """Create the tables, or check an existing file's version (and bring a v4 file to v5), in one write transaction.
+        """Create the tables, or check an existing file's version (and bring a v4 or v5 file to v6), in one write transaction.
 
         Concurrent first opens of a new file must not see tables without their version
         (``user_version`` is set in the transaction that creates them).
@@ -129,6 +131,8 @@ class Store:
             has_tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
             if has_tables and version == 4:  # v4 stored each score's radius bin, now found from the samples table
                 self.db.execute("ALTER TABLE scores DROP COLUMN grp")
+            if has_tables and version in (4, 5):  # v6 records samples whose ground truth cannot score a metric
+                self.db.execute("ALTER TABLE scores ADD COLUMN not_applicable TEXT")
             elif has_tables and version != SCHEMA_VERSION:
                 raise ConfigError(
                     f"{self.path} uses results schema v{version}, this nvsbench writes v{SCHEMA_VERSION}: "
@@ -175,8 +179,8 @@ class Store:
         with self.db:
             self.db.executemany("DELETE FROM failures WHERE run_key = ? AND sample = ?", [(run_key, s) for s in samples])
             self.db.executemany(
-                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run_key, pipeline, s.scene, s.sample, s.metric, s.value, _to_blob(s.stats)) for s in scores],
+                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_key, pipeline, s.scene, s.sample, s.metric, s.value, _to_blob(s.stats), s.not_applicable or None) for s in scores],
             )
             self.db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", [(run_key, pipeline, *f) for f in failures])
             if geometry is not None:
@@ -218,7 +222,8 @@ class Store:
         """Stored results of ``metric`` for those of ``samples`` that have one, ordered by sample."""
         out = StoredScores([], [], [], [])
         rows = self.db.execute(
-            "SELECT sample, scene, value, stats FROM scores WHERE run_key = ? AND metric = ? ORDER BY sample", (run_key, metric)
+            "SELECT sample, scene, value, stats FROM scores WHERE run_key = ? AND metric = ? AND not_applicable IS NULL ORDER BY sample",
+            (run_key, metric),
         )
         for sample, scene, value, blob in rows:
             if sample in samples:
@@ -235,6 +240,14 @@ class Store:
     def radii(self, data_key: str) -> dict[str, float]:
         """``sample -> radius`` (first target camera's distance from the origin) of the samples of ``data_key``."""
         return dict(self.db.execute("SELECT sample, radius FROM samples WHERE data_key = ?", (data_key,)))
+
+    def not_applicable(self, run_key: str, metric: str, samples: set[str]) -> list[tuple[str, str]]:
+        """(sample, why) of those of ``samples`` whose ground truth cannot score ``metric``, ordered by sample."""
+        rows = self.db.execute(
+            "SELECT sample, not_applicable FROM scores WHERE run_key = ? AND metric = ? AND not_applicable IS NOT NULL ORDER BY sample",
+            (run_key, metric),
+        )
+        return [(s, why) for s, why in rows if s in samples]
 
     def failures(self, run_key: str, samples: set[str]) -> list[dict[str, str]]:
         rows = self.db.execute("SELECT sample, what, error FROM failures WHERE run_key = ? ORDER BY sample, what", (run_key,))

@@ -228,6 +228,27 @@ def test_sources_of_different_sizes_fail_their_sample(tmp_path, objects):
     assert all("its source views differ in size (H x W: 000000 32x32, 000001 16x16)" in f[2] for f in failures)
 
 
+def test_a_target_without_valid_ground_truth_is_not_applicable_not_a_failure(cli, tmp_path, objects):
+    """A depth map of zeros (no valid pixel) is the dataset's gap: data check names it, the run leaves it out of
+    the depth metrics (and of the failures), and scores the image metrics of the same sample as usual."""
+    Image.fromarray(np.zeros((32, 32), np.uint16)).save(objects / "chair_0001" / "depth" / "000002.png")
+    suite = write_suite(tmp_path, objects, metrics="metrics: [l1, abs_rel]")
+    code, stdout, err = cli("data", "check", suite, "--no-progress")
+    assert code == 0, err
+    assert "1 target views has no valid ground-truth depth: not applicable to the metrics that need it, e.g. chair_0001/000002" in stdout
+    out = tmp_path / "out"
+    code, stdout, err = cli("run", suite, "--out", out, "--no-progress")
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    oracle = summary["results"]["oracle_reproject"]
+    assert oracle["l1"]["n"] == 15 and oracle["abs_rel"]["n"] == 14 and oracle["depth_coverage"]["n"] == 14
+    assert oracle["abs_rel"]["not_applicable"] == {"n": 1, "reason": "has no valid ground-truth depth", "first": "chair_0001/000000-000002"}
+    assert summary["failures"]["oracle_reproject"] == []
+    assert "oracle_reproject abs_rel, depth_coverage: not applicable to 1 samples whose target has no valid ground-truth depth" in stdout
+    code, stdout, _ = cli("run", suite, "--out", out, "--no-progress")  # resume: nothing left to score
+    assert code == 0 and json.loads((out / "summary.json").read_text())["results"] == summary["results"]
+
+
 def test_data_check_lists_every_problem(cli, tmp_path, objects):
     """Up front, in one line: the number of problems and each file (a run would record their samples as failures)."""
     suite = write_suite(tmp_path, objects)

@@ -29,7 +29,7 @@ def test_scoring_a_sample_again_replaces_its_failures(tmp_path):
     assert _failures(store) == [("k", "s1", "predict"), ("k", "s2", "ssim"), ("other", "s1", "load")]
 
 
-def test_a_version_4_file_is_migrated_with_its_rows(tmp_path):
+def test_a_version_4_file_is_migrated_to_the_current_schema_with_its_rows(tmp_path):
     with sqlite3.connect(tmp_path / "results.sqlite") as db:
         db.execute(V4_SCORES)
         db.execute("INSERT INTO scores VALUES ('k', 'p', 'scene', 'near', 's1', 'psnr', 21.5, NULL)")
@@ -37,6 +37,15 @@ def test_a_version_4_file_is_migrated_with_its_rows(tmp_path):
         db.execute("PRAGMA user_version = 4")
     store = Store(tmp_path)
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert [c[1] for c in store.db.execute("PRAGMA table_info(scores)")] == ["run_key", "pipeline", "scene", "sample", "metric", "value", "stats"]
+    assert [c[1] for c in store.db.execute("PRAGMA table_info(scores)")] == ["run_key", "pipeline", "scene", "sample", "metric", "value", "stats",
+                                                                                 "not_applicable"]
     stored = store.scores("k", "psnr", {"s1"})
     assert (stored.samples, stored.values) == (["s1"], [21.5])
+
+
+def test_not_applicable_rows_count_as_done_but_in_no_statistic(tmp_path):
+    store = Store(tmp_path)
+    store.write("k", "p", [Score("s1", "scene", "abs_rel", 0.1), Score("s2", "scene", "abs_rel", None, not_applicable="has no valid depth")], [])
+    assert store.scores("k", "abs_rel", {"s1", "s2"}).samples == ["s1"]
+    assert store.not_applicable("k", "abs_rel", {"s1", "s2"}) == [("s2", "has no valid depth")]
+    assert store.covered("k") == {"s1": {"abs_rel"}, "s2": {"abs_rel"}}  # resume does not score it again

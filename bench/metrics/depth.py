@@ -40,7 +40,7 @@ def _masked_median(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(count > 0, median, torch.nan)
 
 
-def _valid_target(target: Tensor, options: DepthOptions) -> Tensor:
+def valid_target(target: Tensor, options: DepthOptions) -> Tensor:
     """(N,H,W) bool: ground-truth pixels with ``min_depth < target`` (and ``<= max_depth`` when set)."""
     valid = target > options.min_depth
     if options.max_depth is not None:
@@ -60,7 +60,7 @@ def _valid_pixels(pred: Tensor, target: Tensor, options: DepthOptions) -> tuple[
     there; :func:`_masked_mean` leaves them out.
     """
     pred, target = pred.double(), target.double()
-    valid = _valid_target(target, options) & _predicted(pred)
+    valid = valid_target(target, options) & _predicted(pred)
     if options.median_scaling:
         pred = pred * (_masked_median(target, valid) / _masked_median(pred, valid))[:, None, None]
     pred = pred.clamp(min=options.min_depth, max=options.max_depth)
@@ -155,5 +155,5 @@ def depth_coverage(pred: Tensor, target: Tensor, options: DepthOptions) -> Tenso
     The other depth metrics are taken on those pixels only, so they say how good the depth is
     where there is one, and this says where there is one: 1 for a full map.
     """
-    valid = _valid_target(target.double(), options)
+    valid = valid_target(target.double(), options)
     return _masked_mean(_predicted(pred.double()).double(), valid)

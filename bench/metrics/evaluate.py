@@ -91,6 +91,23 @@ class Score:
     metric: str
     value: float | None
     stats: np.ndarray | None = None
+    not_applicable: str = ""  # why the sample's ground truth cannot score this metric (:func:`ground_truth_gaps`); value None
+
+
+def ground_truth_gaps(metric: Metric, target: Tensor, mask: Tensor | None, options: MetricOptions) -> tuple[Tensor, str]:
+    """Which pairs' ground truth holds nothing for ``metric`` to score -> ((N,) bool, why: "has no ..."), a gap of the
+    dataset, not of the method.
+
+    Depth metrics need a valid ground-truth pixel (``min_depth < gt``, ``<= max_depth`` when set); masked
+    metrics a non-empty mask. Other metrics have no gaps. ``target`` is the family's (N, ...) ground truth.
+    """
+    if metric.family == "depth":
+        from bench.metrics.depth import valid_target
+
+        return ~valid_target(target, options.depth).flatten(1).any(1), "has no valid ground-truth depth"
+    if metric.needs_mask and mask is not None:
+        return ~mask.flatten(1).any(1), "has an empty ground-truth mask"
+    return torch.zeros(target.shape[0], dtype=torch.bool, device=target.device), ""
 
 
 def call_pairs(metric: Metric, pred: Tensor, target: Tensor, mask: Tensor | None, options: MetricOptions) -> Tensor:
@@ -194,6 +211,29 @@ def _sample_score(metric: Metric, name: str, sample: Sample, rows: Tensor | floa
     return Score(sample.id, sample.spec.scene, name, value if np.isfinite(value) else None, stats)
 
 
+def _without_gaps(
+    metric: Metric, name: str, samples: list[Sample], owners: list[int], out: Tensor, counts: list[int], gap: Tensor, why: str,
+    scores: list[Score],
+) -> tuple[list[int], list[Tensor | float]]:
+    """Split a metric's output over the pairs by sample, leaving out the pairs whose ground truth has a gap.
+
+    A sample all of whose pairs have gaps gets a not-applicable :class:`Score` (appended to ``scores``) instead
+    of rows; the others keep the rows of their pairs without gaps. Returns (owners, rows) of the rest.
+    """
+    if not gap.any():
+        if metric.reduce is None and out.dim() == 1 and all(c == 1 for c in counts):
+            return owners, out.tolist()  # one value each: floats, no tensor per sample
+        return owners, list(out.split(counts))
+    kept_owners, rows = [], []
+    for i, part, holes in zip(owners, out.split(counts), gap.split(counts)):
+        if holes.all():
+            scores.append(Score(samples[i].id, samples[i].spec.scene, name, None, not_applicable=why))
+        else:
+            kept_owners.append(i)
+            rows.append(part[~holes])
+    return kept_owners, rows
+
+
 def score_samples(
     samples: list[Sample], preds: list[Prediction], metrics: dict[str, Metric], options: MetricOptions
 ) -> tuple[list[Score], list[tuple[str, str, str]]]:
@@ -225,8 +265,8 @@ def score_samples(
                 owners, rows = pairs.owners, []
                 if owners:
                     out = call_pairs(metric, pairs.pred, pairs.target, pairs.mask, options).detach().double().cpu()
-                    one_each = metric.reduce is None and out.dim() == 1 and all(c == 1 for c in pairs.counts)
-                    rows = out.tolist() if one_each else list(out.split(pairs.counts))  # one value each: floats, no tensor per sample
+                    gap, why = ground_truth_gaps(metric, pairs.target, pairs.mask, options)
+                    owners, rows = _without_gaps(metric, name, samples, owners, out, pairs.counts, gap.cpu(), why, scores)
         except Exception as exc:  # noqa: BLE001 - a metric error fails this batch's samples, not the run
             failures += [(s.id, name, f"{type(exc).__name__}: {exc}") for s in samples]
             continue
