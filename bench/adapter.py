@@ -33,8 +33,19 @@ class Adapter:
     def load(self, device: str) -> None:
         """Load weights and move to ``device``; called once before the first sample."""
 
+    def fingerprint(self) -> str | None:
+        """A digest of what the adapter reads besides its config and checkpoint (prediction files, say), or None.
+
+        It is folded into the run key when the pipeline loads, so a rerun after those inputs changed
+        scores again instead of reporting the stored numbers (``precomputed`` hashes its files).
+        """
+        return None
+
     def predict(self, sample: Sample) -> Prediction:
-        """Predict ``sample``'s targets from its sources (target images are not to be read).
+        """Predict ``sample``'s targets from its sources.
+
+        The targets are :class:`~bench.types.TargetView` s: id, ``K``, ``cam2world`` and ``size``; their
+        image, depth, mask and labels raise :class:`~bench.types.HiddenGroundTruth` when read.
 
         The global random generators (torch, numpy, random) are seeded for each sample from the run
         seed and the sample id before this call (:func:`bench.pipeline.seed_global_rngs`).

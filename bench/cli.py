@@ -281,6 +281,24 @@ def data_check(
     typer.echo("OK")
 
 
+@data_app.command("samples")
+def data_samples(
+    suite: Annotated[str, typer.Argument(help="Suite YAML file or suite name.")],
+    data_root: Annotated[Path | None, typer.Option(help="Replaces the suite's dataset root.")] = None,
+) -> None:
+    """List the protocol's samples, one per line: sample id, scene, source view ids, target view ids (tab-separated).
+
+    The ids are those of results.sqlite and of the `precomputed` adapter's file names; no image is read.
+    """
+    from bench.registry import resolve_yaml
+    from bench.suite import load_suite
+
+    loaded = load_suite(resolve_yaml("suites", suite, "suite"), data_root=data_root)
+    loaded.prepare()
+    for spec in loaded.protocol.samples(loaded.reader):
+        typer.echo("\t".join([spec.id, spec.scene, ",".join(spec.source_views), ",".join(spec.target_views)]))
+
+
 @leaderboard_app.command("build")
 def leaderboard_build(
     results: Annotated[list[Path], typer.Argument(help="Results folders of `nvsbench run`.")],

@@ -111,7 +111,7 @@ class AdapterPipeline:
         preds = []
         for sample, seed in zip(samples, state["seed"].tolist()):
             seed_global_rngs(seed)
-            preds.append(self.adapter.predict(sample))
+            preds.append(self.adapter.predict(sample.blind()))  # targets without their ground truth
         return preds
 
 
@@ -203,6 +203,9 @@ def load_pipeline(name_or_path: str, available: frozenset[str], overrides: list[
     adapter: Any = build(cls, cfg.params, doc, ("params",))
     _check_fields(cls.requires, set(available), f"adapter '{cfg.adapter}'", doc.where(("adapter",)))
     pipeline = AdapterPipeline(cfg.name, adapter, doc.digest())
+    fingerprint = adapter.fingerprint()
+    if fingerprint is not None:  # the files it reads: a rerun after they changed scores again
+        pipeline.digest = hashlib.sha256(f"{pipeline.digest}|inputs {fingerprint}".encode()).hexdigest()
     if cfg.checkpoint is not None:  # the adapter's weights: given to it, and in the run key like a stage pipeline's
         if not cfg.checkpoint.is_file():
             raise ConfigError(f"checkpoint not found: {cfg.checkpoint}", doc.where(("checkpoint",)))

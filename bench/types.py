@@ -65,6 +65,49 @@ class View:
         return int(self.image.shape[-2]), int(self.image.shape[-1])
 
 
+class HiddenGroundTruth(RuntimeError):
+    """A method asked a target view for its image, depth, mask or labels: the ground truth it must predict."""
+
+
+@dataclass(frozen=True)
+class TargetView:
+    """What a method may know of a target view: its id, camera ``K`` (3,3), ``cam2world`` (4,4) and ``size`` (H, W).
+
+    Adapters (and ``precomputed``) receive targets as these, never as :class:`View` s: reading
+    ``image``, ``depth``, ``mask`` or ``seg`` raises :class:`HiddenGroundTruth`, so a method cannot
+    see the ground truth it is scored on, by mistake or otherwise.
+    """
+
+    id: str
+    K: Tensor
+    cam2world: Tensor
+    size: tuple[int, int]
+
+    @classmethod
+    def of(cls, view: View) -> TargetView:
+        return cls(view.id, view.K, view.cam2world, view.size)
+
+    def _hidden(self, name: str) -> HiddenGroundTruth:
+        return HiddenGroundTruth(f"target view '{self.id}' has no {name}: a method predicts it from the sources "
+                                 f"(it gets the target's id, K, cam2world and size {self.size})")
+
+    @property
+    def image(self) -> Tensor:
+        raise self._hidden("image")
+
+    @property
+    def depth(self) -> Tensor:
+        raise self._hidden("depth")
+
+    @property
+    def mask(self) -> Tensor:
+        raise self._hidden("mask")
+
+    @property
+    def seg(self) -> Tensor:
+        raise self._hidden("seg")
+
+
 @dataclass(frozen=True)
 class SampleSpec:
     """What a protocol asks: predict ``target_views`` of ``scene`` from ``source_views`` (view ids)."""
@@ -85,11 +128,16 @@ class CameraGeometry(NamedTuple):
 
 @dataclass
 class Sample:
-    """A loaded :class:`SampleSpec`. Pipelines see target cameras only, never target images."""
+    """A loaded :class:`SampleSpec`. Pipelines see target cameras only, never target images: stage
+    pipelines get them as state fields, adapters a :meth:`blind` copy."""
 
     spec: SampleSpec
     sources: list[View]
-    targets: list[View]
+    targets: list[View] | list[TargetView]
+
+    def blind(self) -> Sample:
+        """This sample with its targets as :class:`TargetView` s (camera and size, no ground truth)."""
+        return Sample(self.spec, self.sources, [TargetView.of(v) if isinstance(v, View) else v for v in self.targets])
 
     @property
     def id(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from bench.pipeline import StagePipeline
 from tests.conftest import PROJECT, write_adapters, write_suite
@@ -297,17 +299,24 @@ def test_help_and_list_do_not_import_torch():
     assert "psnr" in proc.stdout and "point_rasterizer" in proc.stdout and "quickstart" in proc.stdout
 
 
-def test_precomputed_adapter_scores_files_written_by_another_program(cli, tiny_suite, tmp_path, objects_root):
-    """Source images saved as predictions must score exactly like the identity pipeline."""
-    import shutil
+def _write_source_as_prediction(preds, cli, tiny_suite, root) -> list[str]:
+    """Each sample's source image saved as its prediction, named as ``precomputed`` reads it; returns the sample ids."""
+    code, listing, err = cli("data", "samples", tiny_suite)
+    assert code == 0, err
+    rows = [line.split("\t") for line in listing.splitlines()]
+    for sample, scene, sources, targets in rows:
+        (preds / sample).mkdir(parents=True)
+        for target in targets.split(","):
+            shutil.copy(root / scene / "rgb" / f"{sources}.png", preds / sample / f"{target}.png")
+    return [r[0] for r in rows]
 
+
+def test_precomputed_adapter_scores_files_written_by_another_program(cli, tiny_suite, tmp_path, objects_root):
+    """Source images saved as predictions, one folder per sample id, must score exactly like the identity pipeline."""
     preds = tmp_path / "preds"
-    for obj in sorted(objects_root.iterdir()):
-        if (obj / "rgb").is_dir():
-            (preds / obj.name).mkdir(parents=True)
-            for view in sorted((obj / "rgb").glob("*.png"))[1:]:
-                shutil.copy(obj / "rgb" / "000000.png", preds / obj.name / view.name)
-    (preds / "car_0000" / "000004.png").unlink()
+    samples = _write_source_as_prediction(preds, cli, tiny_suite, objects_root)
+    assert len(samples) == N_SAMPLES and samples[0] == "car_0000/000000-000001"
+    (preds / "car_0000" / "000000-000004" / "000004.png").unlink()
     pipe = tmp_path / "saved.yaml"
     pipe.write_text("name: saved\nadapter: precomputed\nparams: {root: preds}\n")
     code, _, err = cli("run", tiny_suite, "--pipeline", pipe, "--pipeline", "identity", "--out", tmp_path / "out", "--no-progress")
@@ -321,6 +330,54 @@ def test_precomputed_adapter_scores_files_written_by_another_program(cli, tiny_s
     identity = {(s, m): v for p, s, m, v in rows if p == "identity" and (s, m) in saved}
     assert len(saved) == 3 * (N_SAMPLES - 1)
     assert saved == pytest.approx(identity, abs=1e-9)
+
+
+def test_precomputed_predictions_overwritten_are_scored_again(cli, tiny_suite, tmp_path, objects_root):
+    """The same command into the same --out after the files changed prints the new numbers, not the stored ones."""
+    preds = tmp_path / "preds"
+    _write_source_as_prediction(preds, cli, tiny_suite, objects_root)
+    pipe = tmp_path / "saved.yaml"
+    pipe.write_text("name: saved\nadapter: precomputed\nparams: {root: preds}\n")
+    args = ("run", tiny_suite, "--pipeline", pipe, "--out", tmp_path / "out", "--no-progress")
+    assert cli(*args)[0] == 0
+    before = _summary(tmp_path / "out")["results"]["saved"]["psnr"]["mean"]
+    for png in preds.rglob("*.png"):  # a better method's output: the same file everywhere, grey
+        Image.new("RGB", (32, 32), (128, 128, 128)).save(png)
+    assert cli(*args)[0] == 0
+    after = _summary(tmp_path / "out")
+    assert after["results"]["saved"]["psnr"]["mean"] != pytest.approx(before, abs=1e-6)
+    assert cli(*args)[0] == 0 and _summary(tmp_path / "out")["meta"]["run_keys"] == after["meta"]["run_keys"]  # unchanged: reused
+
+
+PEEKS = '''
+from bench.adapter import Adapter
+from bench.registry import register_adapter
+from bench.types import Prediction
+
+
+@register_adapter("peeks")
+class Peeks(Adapter):
+    """Returns the target image as its prediction: a perfect score, if it could see it."""
+
+    def predict(self, sample):
+        return Prediction(sample.targets[0].image[None, None])
+'''
+
+
+def test_an_adapter_never_receives_the_ground_truth(cli, tiny_suite, tmp_path):
+    code, stdout, err = cli("run", tiny_suite, "--adapters", write_adapters(tmp_path / "a", peeks=PEEKS), "--pipeline", "peeks",
+                            "--out", tmp_path / "out", "--no-progress")
+    assert code == 1 and "every sample failed for peeks" in err
+    failures = _summary(tmp_path / "out")["failures"]["peeks"]
+    assert len({f["sample"] for f in failures}) == N_SAMPLES
+    assert all("HiddenGroundTruth: target view" in f["error"] and "has no image" in f["error"] for f in failures)
+    from bench.types import HiddenGroundTruth, TargetView, View
+
+    blind = TargetView.of(View("v", torch.zeros(3, 4, 5), torch.eye(3), torch.eye(4), torch.ones(4, 5), torch.ones(4, 5, dtype=torch.bool)))
+    assert blind.size == (4, 5) and blind.id == "v" and torch.equal(blind.K, torch.eye(3))
+    for name in ("image", "depth", "mask", "seg"):
+        with pytest.raises(HiddenGroundTruth, match=f"has no {name}"):
+            getattr(blind, name)
 
 
 def test_depth_and_masked_metrics_in_a_run(cli, tmp_path, objects_root):
