@@ -6,8 +6,8 @@
 For each pipeline (default: every pipeline YAML that names a ``checkpoint:``) it runs
 ``nvsbench train PIPELINE`` with the settings of the pipeline YAML, evaluates the result
 against ``identity`` on the quickstart suite (other synthetic objects than the training
-ones) and, when the pipeline predicts depth, with the depth metrics on the depth-pairs
-stand-in against ``oracle_reproject``; then writes the manifest entry: exact command, seed,
+ones) and, when the pipeline predicts depth, with the depth metrics (and ``depth_coverage``) on the
+depth-pairs stand-in against ``oracle_mesh``, the true-depth upper bound; then writes the manifest entry: exact command, seed,
 training-data hash, sha256 of the checkpoint, steps, final loss, the loss variants that
 ran, and the eval numbers. ``--eval-only`` re-evaluates the committed checkpoints.
 """
@@ -56,7 +56,7 @@ def evaluations(name: str) -> dict:
 
     found = {"eval_suite": EVAL_SUITE, "eval": evaluate(name, EVAL_SUITE, "identity")}
     if "pred_depth" in load_pipeline(name, load_suite(ROOT / DEPTH_EVAL_SUITE).available_fields).provided:
-        found |= {"depth_eval_suite": DEPTH_EVAL_SUITE, "depth_eval": evaluate(name, DEPTH_EVAL_SUITE, "oracle_reproject")}
+        found |= {"depth_eval_suite": DEPTH_EVAL_SUITE, "depth_eval": evaluate(name, DEPTH_EVAL_SUITE, "oracle_mesh")}
     return found
 
 

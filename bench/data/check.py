@@ -68,6 +68,8 @@ def view_gaps(suite: Suite, view: View) -> list[str]:
     """Why the suite's metrics cannot score a target ``view``'s ground truth (:func:`bench.metrics.evaluate.ground_truth_gaps`)."""
     out = []
     for metric in suite.metrics.values():
+        if metric.needs_mask and metric.mask_kind == "visible":  # a property of the sample (its sources), not of one view
+            continue
         field_ = GT_FIELD.get(metric.family)
         target = getattr(view, field_, None) if field_ else None
         if target is None:

@@ -66,6 +66,7 @@ class Metric:
     higher_is_better: bool
     family: str = "image"
     needs_mask: bool = False
+    mask_kind: str = "foreground"  # with needs_mask: the reader's foreground masks, or "visible" (bench.metrics.visibility)
     reduce: Callable[[Any], float] | None = None
     details: Callable[[Any], dict] | None = None
     availability: Callable[[], str | None] | None = None

@@ -36,7 +36,9 @@ def not_predicted(metric: Metric, outputs: frozenset[str] | None) -> str | None:
 def required_reader_fields(metric: Metric) -> set[str]:
     """Reader fields (``source_depth``, ``source_mask``, ``source_seg``) a metric's ground truth needs."""
     out = {READER_FIELD[metric.family]} if metric.family in READER_FIELD else set()
-    return out | ({"source_mask"} if metric.needs_mask else set())
+    if metric.needs_mask:
+        out.add("source_depth" if metric.mask_kind == "visible" else "source_mask")
+    return out
 
 
 def with_depth_coverage(metrics: dict[str, Metric]) -> dict[str, Metric]:
@@ -106,7 +108,8 @@ def ground_truth_gaps(metric: Metric, target: Tensor, mask: Tensor | None, optio
 
         return ~valid_target(target, options.depth).flatten(1).any(1), "has no valid ground-truth depth"
     if metric.needs_mask and mask is not None:
-        return ~mask.flatten(1).any(1), "has an empty ground-truth mask"
+        why = "has no pixel a source view sees" if metric.mask_kind == "visible" else "has an empty ground-truth mask"
+        return ~mask.flatten(1).any(1), why
     return torch.zeros(target.shape[0], dtype=torch.bool, device=target.device), ""
 
 
@@ -164,9 +167,24 @@ def gather_pairs(metric: Metric, samples: list[Sample], preds: list[Prediction])
     def per_draw(x: Tensor) -> Tensor:
         return x if max(draws) == 1 else x.repeat_interleave(torch.tensor(repeats, device=device), dim=0)
 
-    mask = per_draw(torch.stack([v.mask for v in targets]).to(device)) if metric.needs_mask else None
+    mask = per_draw(torch.cat([_masks(metric, samples[i]) for i in owners]).to(device)) if metric.needs_mask else None
     pred = torch.cat([p.flatten(0, 1) for p in predicted])
     return Pairs(pred, per_draw(gt), mask, owners, [p.shape[0] * p.shape[1] for p in predicted], errors)
+
+
+def _masks(metric: Metric, sample: Sample) -> Tensor:
+    """(T, H, W) bool masks of a sample's targets for a masked metric: the reader's foreground masks, or the
+    pixels the sources see (``mask_kind: visible``, :func:`bench.metrics.visibility.visible_from_sources`)."""
+    if metric.mask_kind != "visible":
+        return torch.stack([v.mask for v in sample.targets])
+    from bench.metrics.visibility import visible_from_sources
+
+    def stacked(views: list, name: str) -> Tensor:
+        return torch.stack([getattr(v, name) for v in views])
+
+    t, s = sample.targets, sample.sources
+    return visible_from_sources(stacked(t, "depth"), stacked(t, "K"), stacked(t, "cam2world"), stacked(s, "depth"), stacked(s, "K"),
+                                stacked(s, "cam2world"))
 
 
 def _pose_pairs(predicted: list[Tensor], gts: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, list[int]]:
@@ -247,7 +265,7 @@ def score_samples(
     """
     scores: list[Score] = []
     failures: list[tuple[str, str, str]] = []
-    gathered: dict[tuple[str, bool], Pairs] = {}
+    gathered: dict[tuple[str, bool, str], Pairs] = {}
     preds = [quantized(p, options.quantize) for p in preds]
     for name, metric in metrics.items():
         if metric.unavailable():
@@ -257,7 +275,7 @@ def score_samples(
                 owners = list(range(len(samples)))
                 rows: list[Tensor | float] = [_consistency_rows(metric, p, s).detach().double().cpu() for s, p in zip(samples, preds)]
             else:
-                key = (metric.family, metric.needs_mask)
+                key = (metric.family, metric.needs_mask, metric.mask_kind)
                 if key not in gathered:
                     gathered[key] = gather_pairs(metric, samples, preds)
                 pairs = gathered[key]

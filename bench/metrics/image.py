@@ -59,6 +59,16 @@ def psnr_fg(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return -10.0 * torch.log10(err)
 
 
+@image_metric(higher_is_better=True, needs_mask=True, mask_kind="visible")
+def psnr_visible(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """PSNR over the target pixels a source view sees (:mod:`bench.metrics.visibility`), the same set for every method.
+
+    The pixels no source shows can only be guessed; an oracle built from the sources' true depth leaves
+    them empty, so it is an upper bound on this metric, not on ``psnr``. ``mask`` is (N, H, W) bool.
+    """
+    return psnr_fg.fn(pred, target, mask)
+
+
 def _gaussian_blur_valid(x: Tensor) -> Tensor:
     """Separable 11-tap Gaussian (sigma 1.5) filter of (N, C, H, W), 'valid' region only."""
     x_ = torch.arange(SSIM_WINDOW, dtype=x.dtype, device=x.device) - (SSIM_WINDOW - 1) / 2
