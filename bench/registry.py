@@ -78,6 +78,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "mae": "bench.metrics.image:l1",
         "mse": "bench.metrics.image:mse",
         "tsed": "bench.metrics.consistency:tsed",
+        "tsed_kornia": "bench.metrics.consistency:tsed_kornia",
         "nerf_consistency": "bench.metrics.consistency:nerf_consistency",
         "warp_consistency": "bench.metrics.consistency:warp_consistency",
         "lpips_alex": "bench.metrics.perceptual:lpips_alex",

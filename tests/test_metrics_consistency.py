@@ -15,13 +15,16 @@ import torch
 from bench.cameras import look_at, project, world_to_camera
 from bench.data import synth
 from bench.metrics.consistency import (
+    colmap_features,
     fundamental_matrix,
+    keypoint_pixels,
     make_tsed,
     nerf_consistency,
     sift_features,
     sift_matches,
     symmetric_epipolar_distance,
     tsed,
+    tsed_kornia,
     warp_consistency,
 )
 
@@ -93,9 +96,39 @@ def test_sed_is_the_mean_of_both_point_to_line_distances():
 def test_tsed_separates_consistent_from_shuffled_and_shifted_views(orbit, shifted):
     images, K, cam2world, depth = orbit
     consistent = tsed(images, K, cam2world, depth)
-    assert consistent.shape == () and consistent >= 6 / 7  # measured 1.0: all 7 pairs
+    # COLMAP's SIFT finds 5-23 matches per pair of these 128 px flat-shaded renders: 2 pairs fall under T_m = 10
+    assert consistent.shape == () and consistent >= 4 / 7  # measured 5/7
     assert tsed(images[SHUFFLE], K, cam2world, None) <= 1 / 7  # measured 0.0
     assert tsed(shifted, K, cam2world, None) <= 2 / 7  # measured 1/7
+    assert tsed_kornia(images, K, cam2world, None) >= 6 / 7  # measured 1.0
+    assert tsed_kornia(images[SHUFFLE], K, cam2world, None) <= 1 / 7 and tsed_kornia(shifted, K, cam2world, None) <= 2 / 7
+
+
+def test_tsed_verdict_depends_on_the_front_end_and_the_authors_one_is_right():
+    """256 px renders of a checkered object along an orbit, known cameras, every pair truly consistent.
+
+    kornia's plain ratio test keeps matches between repeated checker squares (pair 0: median reprojection
+    error of its matches 48 px), so its TSED is 4/7; COLMAP's matcher (max distance 0.7, cross-check), the
+    TSED authors' front end, rejects them and every pair is consistent."""
+    step = torch.arange(VIEWS, dtype=torch.float32)
+    azimuth, elevation = torch.deg2rad(12.0 * step), torch.deg2rad(25.0 + 10.0 * torch.sin(1.3 * step))
+    centre = 1.4 * torch.stack([elevation.cos() * azimuth.cos(), elevation.cos() * azimuth.sin(), elevation.sin()], -1)
+    cam2world = look_at(centre)
+    K = synth.intrinsics(256).expand(VIEWS, 3, 3).clone()
+    rgb, _, _ = synth.render(synth.object_mesh(0, seed=0), K, cam2world, 256)
+    images = rgb.permute(0, 3, 1, 2).contiguous()
+    assert tsed(images, K, cam2world, None) == 1.0
+    assert tsed_kornia(images, K, cam2world, None) <= 5 / 7  # measured 4/7
+
+
+def test_colmap_keypoints_are_moved_to_integer_pixel_centres():
+    """A dark blob centred on pixel (40, 50): COLMAP reports (40.5, 50.5), the harness (40, 50)."""
+    v, u = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    blob = 1 - torch.exp(-((u - 40) ** 2 + (v - 50) ** 2) / (2 * 3.0**2))
+    [(keypoints, _)] = colmap_features(blob.expand(1, 3, 128, 128))
+    assert (keypoints[0].x, keypoints[0].y) == pytest.approx((40.5, 50.5), abs=1e-3)
+    x = keypoint_pixels(keypoints, list(range(len(keypoints))))
+    assert len(x) >= 1 and torch.allclose(x, torch.tensor([[40.0, 50.0]], dtype=torch.float64).expand_as(x), atol=1e-3)
 
 
 def test_tsed_matches_real_correspondences_and_variants_change_the_thresholds(orbit):
@@ -106,8 +139,8 @@ def test_tsed_matches_real_correspondences_and_variants_change_the_thresholds(or
     assert symmetric_epipolar_distance(x_0, x_1, fundamental_matrix(K[0], cam2world[0], K[1], cam2world[1])).median() < 2.0
 
     strict = make_tsed(t_m=10**6)  # no pair has that many matches
-    assert strict(images[:3], K[:3], cam2world[:3], None) == 0.0
-    assert make_tsed(t_e=math.inf)(images[:3], K[:3], cam2world[:3], None) == 1.0
+    assert strict(images[3:6], K[3:6], cam2world[3:6], None) == 0.0
+    assert make_tsed(t_e=math.inf)(images[3:6], K[3:6], cam2world[3:6], None) == 1.0  # pairs with 21 and 10 COLMAP matches
     assert strict.family == "consistency" and strict.higher_is_better and strict.doc == tsed.doc
 
 
