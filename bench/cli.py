@@ -88,8 +88,9 @@ def run(
 
     keep_freed_memory()  # tensor buffers freed per batch stay in the heap instead of being faulted in again (bench/allocator.py)
     from bench.registry import resolve_yaml
-    from bench.runner import RunOptions, all_failed, format_table, load_run
-    from bench.runner import run as run_suite
+    from bench.runner.execute import run as run_suite
+    from bench.runner.plan import RunOptions, load_run
+    from bench.runner.summary import all_failed, format_table
 
     opts = RunOptions(pipeline, data_root, out, limit, device.value, seed, set_ or [], adapters or [], progress, visuals, prefetch)
     suite_path = resolve_yaml("suites", suite, "suite")
@@ -163,7 +164,7 @@ def validate(
     from bench.config import load_yaml
     from bench.pipeline import load_pipeline
     from bench.registry import load_adapters
-    from bench.runner import RunOptions, load_run
+    from bench.runner.plan import RunOptions, load_run
     from bench.types import BASE_FIELDS
 
     load_adapters(adapters or [])
@@ -306,7 +307,7 @@ def leaderboard_build(
     published: Annotated[Path | None, typer.Option(help="Published-results CSV [default: leaderboard/published_results.csv].")] = None,
 ) -> None:
     """Build the static leaderboard site (self-contained, works from file://)."""
-    from bench.leaderboard import build_site
+    from bench.leaderboard.pages import build_site
 
     typer.echo(f"leaderboard: {build_site(results, out, published)}")
 

@@ -5,7 +5,7 @@ torchrun starts one process per rank and tells each its place through environmen
 
 1. rank 0 merges the shards that interrupted runs left in the results folder into
    ``results.sqlite``, lists for each pipeline the batches of samples still missing there
-   (resume; :class:`bench.runner.Plan`), and broadcasts that list with a new job id;
+   (resume; :class:`bench.runner.plan.Plan`), and broadcasts that list with a new job id;
 2. every rank takes its contiguous part of each list (:func:`shard`) and writes its rows to
    its own file ``OUT/shards/<job>.rank<R>.sqlite``, holding an exclusive ``flock`` on
    ``<job>.rank<R>.lock`` while it runs;

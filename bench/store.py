@@ -1,6 +1,6 @@
 """The results database: one SQLite file per results folder, one row per (sample, metric).
 
-Rows are keyed by a *run key* (:func:`bench.runner.run_key`: hash of the data, protocol,
+Rows are keyed by a *run key* (:func:`bench.runner.plan.run_key`: hash of the data, protocol,
 metric options, pipeline config and weights, and seed), so a rerun of the same command finds
 what is already scored and a changed config never mixes with old rows. Tables:
 
@@ -187,7 +187,7 @@ class Store:
                 self._insert_samples(*geometry)
 
     def write_samples(self, data_key: str, rows: Iterable[tuple]) -> None:
-        """Record sample geometry rows (see :func:`bench.runner.sample_geometry`)."""
+        """Record sample geometry rows (see :func:`bench.runner.execute.sample_geometry`)."""
         with self.db:
             self._insert_samples(data_key, rows)
 

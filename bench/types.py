@@ -87,25 +87,15 @@ class TargetView:
     def of(cls, view: View) -> TargetView:
         return cls(view.id, view.K, view.cam2world, view.size)
 
-    def _hidden(self, name: str) -> HiddenGroundTruth:
-        return HiddenGroundTruth(f"target view '{self.id}' has no {name}: a method predicts it from the sources "
-                                 f"(it gets the target's id, K, cam2world and size {self.size})")
+    def __getattr__(self, name: str):  # only for attributes the dataclass does not have
+        if name in HIDDEN_FIELDS:
+            raise HiddenGroundTruth(f"target view '{self.id}' has no {name}: a method predicts it from the sources "
+                                    f"(it gets the target's id, K, cam2world and size {self.size})")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    @property
-    def image(self) -> Tensor:
-        raise self._hidden("image")
 
-    @property
-    def depth(self) -> Tensor:
-        raise self._hidden("depth")
-
-    @property
-    def mask(self) -> Tensor:
-        raise self._hidden("mask")
-
-    @property
-    def seg(self) -> Tensor:
-        raise self._hidden("seg")
+#: The ground truth of a :class:`View` that a :class:`TargetView` withholds.
+HIDDEN_FIELDS = frozenset({"image", "depth", "mask", "seg"})
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ VISUALS = "visuals"
 
 
 def visual_dir(out: Path, pipeline: str, run_key: str) -> Path:
-    """The folder of a pipeline's grids for one run key (``bench.runner.run_key``: dataset and protocol,
+    """The folder of a pipeline's grids for one run key (``bench.runner.plan.run_key``: dataset and protocol,
     pipeline config, seed) in the results folder ``out``."""
     return out / VISUALS / pipeline / run_key
 

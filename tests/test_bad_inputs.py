@@ -69,7 +69,8 @@ from bench.data.blender import BlenderReader
 from bench.data.io import read_depth_mm, read_labels, read_rgb
 from bench.data.re10k import RE10KReader
 from bench.errors import ConfigError
-from bench.runner import RANGE_TOLERANCE, SampleLoader, batches, check_prediction
+from bench.runner.execute import RANGE_TOLERANCE, check_prediction
+from bench.runner.plan import SampleLoader, batches
 from bench.suite import load_suite
 from bench.types import Prediction, Sample, SampleSpec, View
 from tests.conftest import write_adapters, write_suite
@@ -566,7 +567,7 @@ PIPE_NAME = """<img src=x onerror=alert(1)> $(touch pwned_pipe); echo 'q' "q" > 
 def test_hostile_names_are_kept_as_text(cli, tmp_path, objects_root, monkeypatch):
     """HTML and shell characters in suite and pipeline names: one results folder named exactly so (the
     default ``results/<suite>``), the exact names in the database and the table, escaped in the site, nothing run."""
-    from bench.leaderboard import build_site
+    from bench.leaderboard.pages import build_site
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pipe.yaml").write_text(f"name: {json.dumps(PIPE_NAME)}\nstages:\n  - stage: copy_source\n")

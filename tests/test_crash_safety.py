@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.runner import write_json_atomic
+from bench.runner.summary import write_json_atomic
 from bench.store import Store
 from tests.conftest import write_adapters, write_suite
 from tests.test_distributed import N_SAMPLES, comparable, stored, summary

@@ -17,29 +17,11 @@ import yaml
 
 from bench.config import load_yaml
 from bench.errors import ConfigError
-from bench.leaderboard import (
-    CSV_COLUMNS,
-    HEIGHT,
-    LEFT,
-    MARKER,
-    PUBLISHED_CSV,
-    PUBLISHED_SUITES,
-    RIGHT,
-    WIDTH,
-    Cell,
-    Plot,
-    Published,
-    Series,
-    Split,
-    build_site,
-    format_cell,
-    load_published,
-    nice_ticks,
-    plot_view,
-    published_rows,
-    slug,
-    tick_label,
-)
+from bench.leaderboard.pages import MARKER, build_site
+from bench.leaderboard.plots import HEIGHT, LEFT, RIGHT, WIDTH, Plot, Series, nice_ticks, plot_view, tick_label
+from bench.leaderboard.published import CSV_COLUMNS, PUBLISHED_CSV, PUBLISHED_SUITES, Published, Split, load_published
+from bench.leaderboard.results import slug
+from bench.leaderboard.tables import Cell, format_cell, published_rows
 from bench.registry import registry, yaml_names
 from bench.visuals import visual_dir
 from tests.conftest import PROJECT, write_suite
@@ -213,7 +195,7 @@ def test_plot_geometry_maps_data_and_band_to_pixels():
 
 
 def test_importing_the_builder_does_not_import_torch():
-    code = "import sys, bench.leaderboard; assert 'torch' not in sys.modules"
+    code = "import sys, bench.leaderboard.pages; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True).returncode == 0
 
 
@@ -456,7 +438,7 @@ def test_pipeline_page_shows_the_images_of_the_summary_run_key(tmp_path):
 def test_a_rebuild_swaps_the_site_in_one_step(tmp_path, monkeypatch):
     """The old site is exchanged for the new one atomically (the folder ``out`` never goes missing), and
     without renameat2 the two-rename fallback gives the same result."""
-    from bench import leaderboard
+    from bench.leaderboard import pages as leaderboard
 
     assert leaderboard.exchange_paths(a := tmp_path / "a", b := tmp_path / "b") is False  # neither exists: nothing happens
     a.mkdir(), b.mkdir(), (a / "x").touch()

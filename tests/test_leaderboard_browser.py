@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.leaderboard import build_site
+from bench.leaderboard.pages import build_site
 from tests.conftest import write_suite
 
 pytestmark = pytest.mark.browser
@@ -133,7 +133,8 @@ def browser(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, objects_root) -> tuple[Path, dict]:
     """A site built from a real run of the tiny suite with identity, oracle_reproject and a hostile name."""
-    from bench.runner import RunOptions, run
+    from bench.runner.execute import run
+    from bench.runner.plan import RunOptions
 
     folder = tmp_path_factory.mktemp("lb")
     evil = folder / "evil.yaml"

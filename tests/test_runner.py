@@ -57,7 +57,7 @@ def test_oracle_beats_identity(cli, tiny_suite, tmp_path):
 def test_oracle_is_exact_where_the_source_sees_the_target(tiny_suite):
     """Pixels whose reprojected depth matches the target's depth get the target's colour exactly."""
     from bench.pipeline import load_pipeline
-    from bench.runner import SampleLoader, collate
+    from bench.runner.plan import SampleLoader, collate
     from bench.suite import load_suite
 
     suite = load_suite(tiny_suite)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench.runner import collate
+from bench.runner.plan import collate
 from bench.types import Sample, SampleSpec, View
 
 
@@ -46,7 +46,7 @@ def test_prefetched_keeps_order_raises_and_stops():
     import threading
     import time
 
-    from bench.runner import prefetched
+    from bench.runner.plan import prefetched
 
     assert list(prefetched(iter(range(50)), 2)) == list(range(50)) == list(prefetched(iter(range(50)), 0))
 

@@ -18,7 +18,7 @@ from bench.metrics.evaluate import MetricOptions, score_samples
 from bench.metrics.image import l1, psnr, psnr_masked
 from bench.metrics.pose import camera_pairs, rot_err_deg
 from bench.metrics.stats import bootstrap_ci, bootstrap_cis
-from bench.runner import check_prediction
+from bench.runner.execute import check_prediction
 from bench.types import Prediction, Sample, SampleSpec, View
 
 H = W = 12

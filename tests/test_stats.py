@@ -8,7 +8,7 @@ from scipy import stats as sps
 
 from bench.metrics.base import Metric
 from bench.metrics.stats import aggregate, bootstrap_ci, paired_p_value, unit_values
-from bench.runner import _mark_best
+from bench.runner.summary import _mark_best
 from bench.store import StoredScores
 
 

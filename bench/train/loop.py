@@ -37,7 +37,7 @@ from bench.config import Doc, build, coerce_kwargs
 from bench.errors import ConfigError
 from bench.pipeline import StagePipeline, load_pipeline_doc
 from bench.registry import registry, resolve_yaml
-from bench.runner import SampleLoader, collate
+from bench.runner.plan import SampleLoader, collate
 from bench.suite import Suite, load_suite
 from bench.train.checkpoint import load_checkpoint, save_checkpoint
 from bench.train.losses import Loss
