@@ -25,6 +25,13 @@ def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
 
+def _vp_levels(logsnrs: Tensor):
+    """Each step t → s of a VP sampler: (last step?, λ_t, (α_t, σ_t), (α_s, σ_s))."""
+    n = len(logsnrs) - 1
+    for i in range(n):
+        yield i == n - 1, logsnrs[i], alpha_sigma(logsnrs[i]), alpha_sigma(logsnrs[i + 1])
+
+
 def ddpm_ancestral(denoise: VPDenoiser, x: Tensor, logsnrs: Tensor, generator: torch.Generator | None = None
                    ) -> tuple[Tensor, int]:
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), 3DiM's sampler, from x at λ_0 down the λs.
@@ -38,19 +45,14 @@ def ddpm_ancestral(denoise: VPDenoiser, x: Tensor, logsnrs: Tensor, generator: t
         logsnrs: (N + 1,) λ_0 (noisiest) ... λ_N (the level the sample ends at; +inf for clean data
             gives the last step's posterior mean x̂_0).
     """
-    nfe = 0
-    for i in range(len(logsnrs) - 1):
-        lam_t, lam_s = logsnrs[i], logsnrs[i + 1]
+    for last, lam_t, (alpha_t, sigma_t), (alpha_s, sigma_s) in _vp_levels(logsnrs):
         x0 = denoise(x, lam_t)
-        nfe += 1
-        (alpha_t, sigma_t), (alpha_s, sigma_s) = alpha_sigma(lam_t), alpha_sigma(lam_s)
         alpha_ts = alpha_t / alpha_s
         beta = 1 - alpha_ts**2
-        mean = alpha_s * beta / sigma_t**2 * x0 + alpha_ts * sigma_s**2 / sigma_t**2 * x
-        if i == len(logsnrs) - 2:
-            return mean, nfe
-        x = mean + (beta * sigma_s**2 / sigma_t**2).clamp(min=1e-20).sqrt() * _noise(x, generator)
-    return x, nfe
+        x = alpha_s * beta / sigma_t**2 * x0 + alpha_ts * sigma_s**2 / sigma_t**2 * x
+        if not last:
+            x = x + (beta * sigma_s**2 / sigma_t**2).clamp(min=1e-20).sqrt() * _noise(x, generator)
+    return x, len(logsnrs) - 1
 
 
 def ddim(denoise: VPDenoiser, x: Tensor, logsnrs: Tensor, eta: float = 0.0, generator: torch.Generator | None = None
@@ -60,18 +62,14 @@ def ddim(denoise: VPDenoiser, x: Tensor, logsnrs: Tensor, eta: float = 0.0, gene
     ``c = η sqrt(σ_s² / σ_t²) sqrt(1 − α_t² / α_s²)``; η = 0 is deterministic, η = 1 has DDPM's
     variance. ε̂ = (x_t − α_t x̂_0) / σ_t. Matches diffusers' ``DDIMScheduler`` (tested).
     """
-    nfe = 0
-    for i in range(len(logsnrs) - 1):
-        lam_t, lam_s = logsnrs[i], logsnrs[i + 1]
+    for last, lam_t, (alpha_t, sigma_t), (alpha_s, sigma_s) in _vp_levels(logsnrs):
         x0 = denoise(x, lam_t)
-        nfe += 1
-        (alpha_t, sigma_t), (alpha_s, sigma_s) = alpha_sigma(lam_t), alpha_sigma(lam_s)
         eps = (x - alpha_t * x0) / sigma_t
         c = eta * (sigma_s**2 / sigma_t**2 * (1 - alpha_t**2 / alpha_s**2)).clamp(min=0).sqrt()
         x = alpha_s * x0 + (sigma_s**2 - c**2).clamp(min=0).sqrt() * eps
-        if eta > 0 and i < len(logsnrs) - 2:
+        if eta > 0 and not last:
             x = x + c * _noise(x, generator)
-    return x, nfe
+    return x, len(logsnrs) - 1
 
 
 def _churn(x: Tensor, sigma: Tensor, n: int, s_churn: float, s_tmin: float, s_tmax: float, s_noise: float,
