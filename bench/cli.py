@@ -181,7 +181,7 @@ def validate(
 def train_(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name or YAML with a 'train:' section.")],
     suite: Annotated[str | None, typer.Option(help="Training suite (default: the pipeline's train.suite).")] = None,
-    steps: Annotated[int | None, typer.Option(min=1, help="Train until this step (default: train.steps).")] = None,
+    steps: Annotated[int | None, typer.Option(min=0, help="Train until this step (default: train.steps); 0 writes the initial weights.")] = None,
     out: Annotated[Path | None, typer.Option(help="Checkpoint file (default: the pipeline's checkpoint).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint's step, optimiser and RNG state.")] = False,
     device: Annotated[Device, typer.Option(help="Torch device.")] = Device.cpu,

@@ -149,6 +149,11 @@ def _build_stages(cfg: PipelineConfig, doc: Doc, available: set[str]) -> list[nn
     return stages
 
 
+def _model_params(stage: nn.Module, spec: dict) -> dict:
+    """A stage's YAML without its ``sampling_params``: what a checkpoint must match (the run key keeps them all)."""
+    return {k: v for k, v in spec.items() if k not in getattr(stage, "sampling_params", ())}
+
+
 def load_pipeline_doc(path: Path, overrides: list[str] = ()) -> tuple[Doc, PipelineConfig]:
     """A pipeline YAML, overridden and checked against :class:`PipelineConfig`."""
     doc = load_yaml(path)
@@ -164,7 +169,7 @@ def build_stage_pipeline(doc: Doc, cfg: PipelineConfig, available: frozenset[str
     fields = set(available)
     stages = _build_stages(cfg, doc, fields)
     _check_fields(("pred_image",), fields, f"pipeline '{cfg.name}' output", doc.where(("stages",)))
-    model_digest = Doc({"stages": doc.data["stages"]}, {}).digest()
+    model_digest = Doc({"stages": [_model_params(st, spec) for st, spec in zip(stages, doc.data["stages"])]}, {}).digest()
     digest = doc.digest()
     pipeline = StagePipeline(cfg.name, stages, digest, model_digest, fields)
     if load_weights and cfg.checkpoint is not None:

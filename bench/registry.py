@@ -65,6 +65,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "depth_decoder": "bench.stages.heads.depth:DepthDecoder",
         "nvs_decoder": "bench.stages.render.nvs_decoder:NVSDecoder",
         "seg_head": "bench.stages.heads.segmentation:SegmentationHead",
+        "three_dim": "bench.stages.refine.three_dim:ThreeDiM",
     },
     "metrics": {
         "psnr": "bench.metrics.image:psnr",
@@ -110,6 +111,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "pixel_acc": "bench.metrics.segmentation:pixel_acc",
     },
     "losses": {
+        "diffusion_mse": "bench.train.losses.diffusion:diffusion_mse",
         "image_l1": "bench.train.losses.regression:image_l1",
         "image_mse": "bench.train.losses.regression:image_mse",
         "ray_mse": "bench.train.losses.regression:ray_mse",

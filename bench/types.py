@@ -20,6 +20,10 @@ field                     shape                        meaning
 ``target_size``           (2,) int64                   target image (H, W)
 ``background``            (3,)                         background colour of the suite
 ``seed``                  (B,) int64                   per-sample seed for stochastic stages
+``target_image``          (B, T, 3, H, W)              training only (``nvsbench train``): the target views a
+                                                       generative stage noises; never in evaluation
+``denoise_pred``          (B, 3, H, W)                 diffusion stages while training: the network's prediction
+``denoise_target``        (B, 3, H, W)                 and its target (ε, v or x_0), for ``diffusion_mse``
 ``pred_image``            (B, T, D, 3, H, W)           required output of every pipeline
 ``pred_depth``            (B, T, D, H, W)              optional output
 ``pred_seg``              (B, T, D, H, W) int64        optional output

@@ -9,7 +9,9 @@ against ``identity`` on the quickstart suite (other synthetic objects than the t
 ones) and, when the pipeline predicts depth, with the depth metrics (and ``depth_coverage``) on the
 depth-pairs stand-in against ``oracle_mesh``, the true-depth upper bound; then writes the manifest entry: exact command, seed,
 training-data hash, sha256 of the checkpoint, steps, final loss, the loss variants that
-ran, and the eval numbers. ``--eval-only`` re-evaluates the committed checkpoints.
+ran, and the eval numbers; a method that does not beat identity also gets its untrained
+initialisation evaluated (``untrained_eval``). ``--eval-only`` re-evaluates the committed checkpoints;
+``--record-only NAME --train-seconds S`` records a checkpoint ``nvsbench train NAME`` already made.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ def folder_sha256(folder: Path) -> str:
     return h.hexdigest()
 
 
-def evaluate(name: str, suite: str, baseline: str) -> dict:
-    """``nvsbench run SUITE`` for ``baseline`` and ``name``: {pipeline: {metric: mean, ci95, n}}."""
-    out = ROOT / "results" / "reference_eval" / name / Path(suite).stem
-    subprocess.run([NVSBENCH, "run", suite, "--pipeline", baseline, "--pipeline", name, "--out", str(out), "--no-progress"],
+def evaluate(name: str, suite: str, baseline: str, *extra: str, tag: str = "") -> dict:
+    """``nvsbench run SUITE`` for ``baseline`` and ``name`` (``extra`` arguments added): {pipeline: {metric: mean, ci95, n}}."""
+    out = ROOT / "results" / "reference_eval" / (name + tag) / Path(suite).stem
+    subprocess.run([NVSBENCH, "run", suite, "--pipeline", baseline, "--pipeline", name, "--out", str(out), "--no-progress", *extra],
                    cwd=ROOT, check=True)
     summary = json.loads((out / "summary.json").read_text())
     return {p: {m: {"mean": e["mean"], "ci95": e["ci95"], "n": e["n"]} for m, e in r.items() if "mean" in e}
@@ -55,13 +57,31 @@ def evaluations(name: str) -> dict:
     from bench.suite import load_suite
 
     found = {"eval_suite": EVAL_SUITE, "eval": evaluate(name, EVAL_SUITE, "identity")}
+    ours, identity = found["eval"][name]["psnr"], found["eval"]["identity"]["psnr"]
+    if not ours["ci95"][0] > identity["ci95"][1]:  # does not beat identity at this budget: measure its untrained start
+        untrained = ROOT / "results" / "reference_eval" / f"{name}_untrained.pt"
+        subprocess.run([NVSBENCH, "train", name, "--steps", "0", "--out", str(untrained), "--no-progress"], cwd=ROOT, check=True)
+        found["untrained_eval"] = evaluate(name, EVAL_SUITE, "identity", "--set", f"pipeline.{name}.checkpoint={untrained}", tag="_untrained")
     if "pred_depth" in load_pipeline(name, load_suite(ROOT / DEPTH_EVAL_SUITE).available_fields).provided:
         found |= {"depth_eval_suite": DEPTH_EVAL_SUITE, "depth_eval": evaluate(name, DEPTH_EVAL_SUITE, "oracle_mesh")}
     return found
 
 
-def train_and_record(name: str) -> dict:
-    """Train ``name``, evaluate it, and return its manifest entry."""
+def sampling_of(doc) -> dict:
+    """``{"sampling": {stage: {param: value}}}`` of the stages with sampling parameters (steps, guidance), else {}."""
+    from bench.registry import registry
+
+    found = {}
+    for spec in doc.data["stages"]:
+        params = registry("stages").get(spec["stage"]).sampling_params
+        if params:
+            found[spec["stage"]] = {k: spec[k] for k in params if k in spec}
+    return {"sampling": found} if found else {}
+
+
+def train_and_record(name: str, train: bool = True, seconds: float | None = None) -> dict:
+    """Train ``name`` (or, with ``train`` False, take the checkpoint ``nvsbench train`` made, trained in
+    ``seconds``), evaluate it, and return its manifest entry."""
     import torch
 
     from bench.config import build
@@ -74,9 +94,10 @@ def train_and_record(name: str) -> dict:
     doc, cfg = load_pipeline_doc(resolve_yaml("pipelines", name, "pipeline"))
     tcfg = build(TrainConfig, cfg.train, doc, ("train",))
     command = [NVSBENCH, "train", name, "--no-progress"]
-    start = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True)
-    seconds = time.perf_counter() - start
+    if train:
+        start = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, check=True)
+        seconds = time.perf_counter() - start
     state = load_checkpoint(cfg.checkpoint)
     suite = load_suite(tcfg.suite)
     return {
@@ -91,23 +112,34 @@ def train_and_record(name: str) -> dict:
         "losses": state["losses"],
         "train_suite": str(Path(tcfg.suite).relative_to(ROOT)),
         "train_data_sha256": folder_sha256(suite.reader.root),
-        "train_seconds": round(seconds, 1),
+        "train_seconds": round(seconds, 1) if seconds is not None else None,
         "torch": torch.__version__,
+        **sampling_of(doc),
         "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **evaluations(name),
     }
 
 
-def main(args: list[str]) -> None:
+def main(argv: list[str]) -> None:
+    import argparse
+
     from bench.pipeline import load_pipeline_doc
     from bench.registry import yaml_names
 
-    train = "--eval-only" not in args
-    names = [a for a in args if a != "--eval-only"]
-    if not names:
-        names = [n for n, p in yaml_names("pipelines").items() if load_pipeline_doc(p)[1].checkpoint is not None]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pipelines", nargs="*")
+    parser.add_argument("--eval-only", action="store_true", help="re-evaluate the committed checkpoints")
+    parser.add_argument("--record-only", action="store_true", help="record checkpoints `nvsbench train` already made")
+    parser.add_argument("--train-seconds", type=float, help="with --record-only: how long that training took")
+    args = parser.parse_args(argv)
+    names = args.pipelines or [n for n, p in yaml_names("pipelines").items() if load_pipeline_doc(p)[1].checkpoint is not None]
     for name in names:
-        entry = train_and_record(name) if train else json.loads(MANIFEST.read_text())[name] | evaluations(name)
+        if args.record_only:  # a checkpoint made by `nvsbench train NAME`
+            entry = train_and_record(name, train=False, seconds=args.train_seconds)
+        elif args.eval_only:
+            entry = json.loads(MANIFEST.read_text())[name] | evaluations(name)
+        else:
+            entry = train_and_record(name)
         # read again just before writing: another run of this script may have recorded other pipelines meanwhile
         manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
         manifest[name] = entry

@@ -17,6 +17,9 @@ class Stage(nn.Module):
 
     requires: ClassVar[tuple[str, ...]] = ()
     provides: ClassVar[tuple[str, ...]] = ()
+    #: Parameters that change how a trained model is sampled, not the model (steps, guidance weight, draws): a
+    #: checkpoint fits whatever their values; they still enter the run key, so each setting is its own run.
+    sampling_params: ClassVar[tuple[str, ...]] = ()
 
     def forward(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         raise NotImplementedError

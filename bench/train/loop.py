@@ -143,7 +143,7 @@ def train(pipeline_ref: str, suite_path: Path | None = None, steps: int | None =
     checkpoint = out or cfg.checkpoint
     if checkpoint is None:
         raise ConfigError("no checkpoint path: set 'checkpoint:' in the pipeline YAML or pass --out", doc.where(()))
-    total = steps or tcfg.steps
+    total = tcfg.steps if steps is None else steps
 
     rng = random.Random(tcfg.seed)
     optimizer = tcfg.optimizer.build(pipeline.parameters())
@@ -173,8 +173,9 @@ def train(pipeline_ref: str, suite_path: Path | None = None, steps: int | None =
     with tqdm(total=total, initial=step, desc=f"train {cfg.name}", unit="step", disable=not progress) as bar:
         while step < total:
             samples = [loader.load(random_pairs(suite, rng)) for _ in range(tcfg.batch_size)]
-            state = pipeline.forward_train(collate(samples, suite, tcfg.seed, device))
             target = targets_of(samples, device)
+            # generative stages noise the target while training: only here does the state hold target images
+            state = pipeline.forward_train({**collate(samples, suite, tcfg.seed, device), "target_image": target["image"]})
             terms = {w.name: _apply(w, state, target) for w in losses}
             total_loss = sum(w.weight * terms[w.name] for w in losses)
             optimizer.zero_grad(set_to_none=True)
@@ -188,6 +189,8 @@ def train(pipeline_ref: str, suite_path: Path | None = None, steps: int | None =
             if step % tcfg.save_every == 0 or step == total:
                 save_checkpoint(checkpoint, payload())
             bar.update(1)
+    if total == 0:  # the untrained initialisation, the baseline a model that does not beat identity is compared with
+        save_checkpoint(checkpoint, payload())
     (checkpoint.with_suffix(".log.jsonl")).write_text("".join(json.dumps(r) + "\n" for r in log))
     return TrainResult(checkpoint, step, log[-1]["loss"] if log else float("nan"), time.perf_counter() - start)
 

@@ -10,8 +10,12 @@ that train with them sample the noise levels here and pass the network's predict
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
+
+from bench.train.losses import loss
 
 
 def uniform_times(n: int, generator: torch.Generator | None = None, device: torch.device | None = None) -> Tensor:
@@ -39,3 +43,9 @@ def edm_loss(denoised: Tensor, x0: Tensor, sigma: Tensor, sigma_data: float = 0.
     """EDM's loss: mean over samples of λ(σ) · mean over elements of (D(x_0 + σ n, σ) − x_0)², ``sigma`` (B,)."""
     per_sample = (denoised - x0).pow(2).flatten(1).mean(1)
     return (edm_loss_weight(sigma, sigma_data) * per_sample).mean()
+
+
+@loss(requires=("denoise_pred", "denoise_target"), targets=())
+def diffusion_mse(state: dict[str, Any], target: dict[str, Tensor]) -> Tensor:
+    """:func:`simple_diffusion_loss` of a diffusion stage's ``denoise_pred`` against ``denoise_target`` (3DiM)."""
+    return simple_diffusion_loss(state["denoise_pred"], state["denoise_target"])
