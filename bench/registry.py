@@ -33,6 +33,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     },
     "generators": {
         "objects": "bench.data.synth:ObjectSet",
+        "orbit-objects": "bench.data.synth:OrbitObjectSet",
         "rooms": "bench.data.synth_rooms:RoomsSet",
         "segmentation": "bench.data.synth_segmentation:SegmentationSet",
         "depth-pairs": "bench.data.synth_depth_pairs:DepthPairsSet",

@@ -199,3 +199,11 @@ def test_nerf_consistency_holds_out_the_last_of_few_views_and_one_view_is_refuse
     for single_view_metric in (tsed, nerf_consistency, warp_consistency):
         with pytest.raises(ValueError, match="at least 2 views"):
             single_view_metric(images[:1], K[:1], cam2world[:1], depth[:1])
+
+
+def test_warp_consistency_is_unavailable_for_a_pipeline_that_predicts_no_depth():
+    from bench.metrics.evaluate import not_predicted
+
+    assert not_predicted(warp_consistency, frozenset({"image"})) == "predicts no depth"
+    assert not_predicted(warp_consistency, frozenset({"image", "depth"})) is None
+    assert not_predicted(tsed, frozenset({"image"})) is None

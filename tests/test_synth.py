@@ -263,3 +263,19 @@ def test_reprojection_with_depth_matches_target_view(dataset: Path, obj: str) ->
     assert (colour[visible] < 0.05).mean() > 0.8  # differences only near checker and part edges
     _, wrong = (np.concatenate(x) for x in zip(*(reproject(dataset, obj, a, b, shift=0.5) for a, b in pairs)))
     assert (wrong[wrong < 0.03] < 0.002).mean() < 0.5  # control: half a pixel off is caught
+
+
+def test_orbit_objects_follow_each_other_along_an_orbit(tmp_path):
+    """orbit-objects: consecutive views step by orbit_deg in azimuth, at one distance, looking at the origin."""
+    from bench.data.srn import SRNReader
+    from bench.data.synth import OrbitObjectSet
+
+    root = OrbitObjectSet(objects=1, views=5, size=32, radius=(1.4, 1.4), seed=3, orbit_deg=20.0).generate(tmp_path / "orbit")
+    reader = SRNReader(root, depth=True)
+    scene = reader.scenes()[0]
+    centres = torch.stack([reader.pose(scene, v)[:3, 3] for v in reader.view_ids(scene)]).double()
+    assert torch.allclose(centres.norm(dim=1), torch.full((5,), 1.4, dtype=torch.float64), atol=1e-5)
+    azimuth = torch.rad2deg(torch.atan2(centres[:, 1], centres[:, 0]))
+    steps = (azimuth.diff() + 180) % 360 - 180
+    assert torch.allclose(steps, torch.full((4,), 20.0, dtype=torch.float64), atol=1e-3), steps
+    assert all(reader.load_view(scene, v).depth.gt(0).any() for v in reader.view_ids(scene))  # the object is in every view

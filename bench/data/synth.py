@@ -250,6 +250,22 @@ def object_cameras(index: int, seed: int, views: int, size: int, radius: tuple[f
     return intrinsics(size).expand(views, 3, 3).clone(), look_at(centre.float())
 
 
+def orbit_cameras(index: int, seed: int, views: int, size: int, radius: tuple[float, float], step_deg: float
+                  ) -> tuple[Tensor, Tensor]:
+    """Cameras of object ``index`` along an orbit: view k at azimuth a_0 + k ``step_deg``, elevation
+    e_0 + 10° sin(k ``step_deg``), the mid distance of ``radius``; a_0 and e_0 (in ``ELEVATION_DEG``, 10°
+    inside each end) are drawn per object. For trajectory suites, whose views follow each other.
+    """
+    u = np.random.default_rng([seed, index, 2]).random(2)
+    k = torch.arange(views, dtype=torch.float64)
+    azimuth = torch.deg2rad(360 * u[0] + step_deg * k)
+    lo, hi = ELEVATION_DEG[0] + 10, ELEVATION_DEG[1] - 10
+    elevation = torch.deg2rad(lo + (hi - lo) * u[1] + 10 * torch.sin(torch.deg2rad(step_deg * k)))
+    dist = (radius[0] + radius[1]) / 2
+    centre = dist * torch.stack([elevation.cos() * azimuth.cos(), elevation.cos() * azimuth.sin(), elevation.sin()], dim=-1)
+    return intrinsics(size).expand(views, 3, 3).clone(), look_at(centre.float())
+
+
 def rasterize(mesh: Meshes, K: Tensor, cam2world: Tensor, size: int) -> Fragments:
     """Rasterize one mesh into each camera: one face per pixel, no blur, no culling.
 
@@ -345,13 +361,28 @@ class ObjectSet(GeneratedSet):
         if lo <= OBJECT_RADIUS:
             raise ConfigError(f"synthetic set: 'radius' must exceed the object radius {OBJECT_RADIUS}, got {self.radius}")
 
+    def cameras(self, index: int) -> tuple[Tensor, Tensor]:
+        """K (V, 3, 3) and cam2world (V, 4, 4) of object ``index``'s views."""
+        return object_cameras(index, self.seed, self.views, self.size, self.radius)
+
     def write(self, out: Path) -> None:
         folder = out / self.split if self.split else out
         for index in range(self.objects):
             mesh = object_mesh(index, self.seed)
-            K, cam2world = object_cameras(index, self.seed, self.views, self.size, self.radius)
+            K, cam2world = self.cameras(index)
             rgb, depth, mask = render(mesh, K, cam2world, self.size)
             _write_object(folder / object_id(index), K[0], cam2world, rgb, depth, mask)
+
+
+@dataclass(frozen=True)
+class OrbitObjectSet(ObjectSet):
+    """The objects of :class:`ObjectSet`, each seen from cameras along an orbit ``orbit_deg`` apart
+    (:func:`orbit_cameras`), in order: the data of trajectory suites (generator ``orbit-objects``)."""
+
+    orbit_deg: float = 30.0
+
+    def cameras(self, index: int) -> tuple[Tensor, Tensor]:
+        return orbit_cameras(index, self.seed, self.views, self.size, self.radius, self.orbit_deg)
 
 
 def generate_objects(

@@ -67,6 +67,7 @@ class Metric:
     family: str = "image"
     needs_mask: bool = False
     mask_kind: str = "foreground"  # with needs_mask: the reader's foreground masks, or "visible" (bench.metrics.visibility)
+    needs_predicted: tuple[str, ...] = ()  # Prediction fields it reads besides its family's (warp_consistency: depth)
     reduce: Callable[[Any], float] | None = None
     details: Callable[[Any], dict] | None = None
     availability: Callable[[], str | None] | None = None

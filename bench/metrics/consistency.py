@@ -402,7 +402,7 @@ def _warp_error(images: Tensor, K: Tensor, cam2world: Tensor, depth: Tensor, i: 
     return (images[i].reshape(3, -1).T - colour_j)[visible].abs()
 
 
-@metric("consistency", higher_is_better=True)
+@metric("consistency", higher_is_better=True, needs_predicted=("depth",))
 def warp_consistency(
     images: Tensor,
     K: Tensor,

@@ -29,8 +29,10 @@ READER_FIELD = {"depth": "source_depth", "segmentation": "source_seg"}
 def not_predicted(metric: Metric, outputs: frozenset[str] | None) -> str | None:
     """Why a pipeline producing the Prediction fields ``outputs`` cannot be scored on ``metric``
     (e.g. "predicts no depth"), or None; ``outputs`` None (undeclared) is never refused."""
-    field_ = PRED_FIELD[metric.family]
-    return None if outputs is None or field_ in outputs else f"predicts no {field_}"
+    if outputs is None:
+        return None
+    missing = [f for f in (PRED_FIELD[metric.family], *metric.needs_predicted) if f not in outputs]
+    return f"predicts no {missing[0]}" if missing else None
 
 
 def required_reader_fields(metric: Metric) -> set[str]:

@@ -107,8 +107,9 @@ def summarize(
             results[p.name][name] = entry
         _mark_best(results, name, metric, scored, per_scene)
     pending.compute()
-    failures = {
-        p.name: [{"sample": f["sample"], "error": f"{f['what']}: {f['error']}"} for f in store.failures(keys[p.name], ids)]
+    failures = {  # a stored failure of a metric now unavailable for the pipeline (it predicts no depth) is not one
+        p.name: [{"sample": f["sample"], "error": f"{f['what']}: {f['error']}"} for f in store.failures(keys[p.name], ids)
+                 if "unavailable" not in results[p.name].get(f["what"], {})]
         for p in pipelines
     }
     return {
