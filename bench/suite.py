@@ -32,7 +32,7 @@ from typing import Any, Literal
 from bench.config import Doc, Origin, apply_overrides, build, load_yaml
 from bench.errors import ConfigError, unknown_name
 from bench.metrics.base import Metric
-from bench.metrics.evaluate import MetricOptions, required_reader_fields, with_depth_coverage
+from bench.metrics.evaluate import MetricOptions, required_reader_fields, with_depth_coverage, with_mean_draw
 from bench.registry import registry
 from bench.types import BASE_FIELDS
 
@@ -52,6 +52,7 @@ class SuiteConfig:
     metric_options: MetricOptions = field(default_factory=MetricOptions)
     aggregate: Literal["sample", "scene"] = "sample"
     radius_bins: dict[str, list[tuple[float, float]]] | None = None
+    draws: int = 1  # samples a stochastic pipeline draws per target; > 1 adds each image metric of the mean draw
 
 
 @dataclass
@@ -87,11 +88,12 @@ class Suite:
         return Doc({"dataset": dataset, "protocol": self.doc.data["protocol"]}, {}).digest()
 
     def scoring_digest(self) -> str:
-        """Hash of the data (:meth:`data_digest`) and of how predictions are scored (``metric_options``, and the
-        revision of each metric a fix has revised, :class:`bench.metrics.base.Metric`)."""
+        """Hash of the data (:meth:`data_digest`) and of how predictions are made and scored (``draws``, ``metric_options``,
+        and the revision of each metric a fix has revised, :class:`bench.metrics.base.Metric`)."""
         options = json.dumps(dataclasses.asdict(self.config.metric_options), sort_keys=True, default=str)
         revised = ",".join(f"{n}@{m.revision}" for n, m in sorted(self.metrics.items()) if m.revision > 1)
-        return hashlib.sha256(f"{self.data_digest()}|{options}{'|' + revised if revised else ''}".encode()).hexdigest()
+        draws = f"|draws {self.config.draws}" if self.config.draws > 1 else ""
+        return hashlib.sha256(f"{self.data_digest()}|{options}{'|' + revised if revised else ''}{draws}".encode()).hexdigest()
 
 
 def _registered(kind: str, mapping: dict, selector: str, doc: Doc, key: tuple) -> Any:
@@ -136,4 +138,6 @@ def load_suite(path: str | Path, overrides: list[str] = (), data_root: Path | No
                               doc.where(("radius_bins", name)))
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}", doc.where(("batch_size",)))
-    return Suite(cfg, doc, reader, protocol, with_depth_coverage(metrics), generator)
+    if cfg.draws < 1:
+        raise ConfigError(f"draws must be at least 1, got {cfg.draws}", doc.where(("draws",)))
+    return Suite(cfg, doc, reader, protocol, with_mean_draw(with_depth_coverage(metrics), cfg.draws), generator)

@@ -20,6 +20,7 @@ field                     shape                        meaning
 ``target_size``           (2,) int64                   target image (H, W)
 ``background``            (3,)                         background colour of the suite
 ``seed``                  (B,) int64                   per-sample seed for stochastic stages
+``draws``                 () int64                     draws a stochastic stage makes per sample (the suite's ``draws``)
 ``target_image``          (B, T, 3, H, W)              training only (``nvsbench train``): the target views a
                                                        generative stage noises; never in evaluation
 ``denoise_pred``          (B, 3, H, W)                 diffusion stages while training: the network's prediction
@@ -48,7 +49,8 @@ from torch import Tensor
 
 #: Fields every suite provides to a pipeline (besides the optional ``source_depth`` / ``source_mask``).
 BASE_FIELDS = frozenset(
-    {"source_image", "source_K", "source_cam2world", "target_K", "target_cam2world", "near", "far", "target_size", "background", "seed"}
+    {"source_image", "source_K", "source_cam2world", "target_K", "target_cam2world", "near", "far", "target_size", "background", "seed",
+     "draws"}
 )
 
 

@@ -587,3 +587,15 @@ def test_summary_says_how_predictions_were_quantized_and_a_change_scores_again(c
     assert (floats["prediction_quantization"], quantized["prediction_quantization"]) == ("none", "uint8_floor")
     assert quantized["results"]["noisy"]["psnr"]["mean"] != floats["results"]["noisy"]["psnr"]["mean"]
     assert cli(*run, "--set", "metric_options.quantize=uint8")[0] == 2  # not a mode: a config error
+
+
+def test_suite_draws_add_mean_draw_metrics_and_make_another_run(cli, tiny_suite, tmp_path):
+    args = ("run", tiny_suite, "--pipeline", "identity", "--no-progress", "--visuals", "0")
+    assert cli(*args, "--out", tmp_path / "one")[0] == 0
+    code, stdout, err = cli(*args, "--out", tmp_path / "two", "--set", "draws=2")
+    assert code == 0, err
+    one, two = _summary(tmp_path / "one"), _summary(tmp_path / "two")
+    assert "psnr_of_mean_draw" not in one["results"]["identity"] and "| identity   | psnr_of_mean_draw ↑" in stdout
+    result = two["results"]["identity"]
+    assert result["psnr_of_mean_draw"]["mean"] == pytest.approx(result["psnr"]["mean"])  # one draw: its mean is itself
+    assert one["meta"]["run_keys"]["identity"] != two["meta"]["run_keys"]["identity"]

@@ -21,7 +21,8 @@ def _sample(name: str, sources: list[int], targets: list[int]) -> Sample:
     return Sample(spec, [_view(i) for i in sources], [_view(i) for i in targets])
 
 
-SUITE = SimpleNamespace(reader=SimpleNamespace(near=0.5, far=2.5, background=(1.0, 1.0, 1.0), provides=frozenset({"source_depth"})))
+SUITE = SimpleNamespace(reader=SimpleNamespace(near=0.5, far=2.5, background=(1.0, 1.0, 1.0), provides=frozenset({"source_depth"})),
+                        config=SimpleNamespace(draws=1))
 
 
 def test_collate_keeps_sample_and_view_order():

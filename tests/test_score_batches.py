@@ -164,3 +164,21 @@ def test_quantized_predictions_are_scored_as_the_saved_8bit_pngs(mode):
         ref = peak_signal_noise_ratio(sample.targets[0].image.permute(1, 2, 0).numpy().astype(np.float64), saved / 255.0, data_range=1)
         assert score.value == pytest.approx(ref, abs=1e-5)
         assert score.value != float_score.value
+
+
+def test_per_draw_and_mean_draw_image_metrics_differ_as_expected():
+    """Draws 0.7 and 0.4 of a grey 0.5 target: per draw PSNR 13.98 and 20 (mean 16.99); their mean 0.55 scores 26.02."""
+    from bench.metrics.evaluate import with_mean_draw
+
+    target = View("t", torch.full((3, H, W), 0.5), torch.eye(3), torch.eye(4))
+    sample = Sample(SampleSpec("s", "scene", ("src",), ("t",)), [target], [target])
+    pred = Prediction(torch.stack([torch.full((3, H, W), 0.7), torch.full((3, H, W), 0.4)])[None])  # (1, 2, 3, H, W)
+    metrics = with_mean_draw({"psnr": psnr, "l1": l1}, draws=2)
+    assert list(metrics) == ["psnr", "l1", "psnr_of_mean_draw", "l1_of_mean_draw"]
+    assert with_mean_draw({"psnr": psnr}, draws=1) == {"psnr": psnr}
+    scores, failures = score_samples([sample], [pred], metrics, MetricOptions())
+    got = {s.metric: s.value for s in scores}
+    assert not failures
+    assert got["psnr"] == pytest.approx((-10 * math.log10(0.04) + -10 * math.log10(0.01)) / 2, rel=1e-5)
+    assert got["psnr_of_mean_draw"] == pytest.approx(-10 * math.log10(0.0025), rel=1e-5)
+    assert got["l1"] == pytest.approx(0.15, rel=1e-5) and got["l1_of_mean_draw"] == pytest.approx(0.05, rel=1e-5)

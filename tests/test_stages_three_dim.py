@@ -11,12 +11,12 @@ from bench.suite import load_suite
 from bench.types import BASE_FIELDS
 from tests.conftest import write_suite
 
-STAGE = "{stage: three_dim, channels: 8, mults: [1, 2], attention_levels: [1], heads: 2, ray_frequencies: 2, steps: %d, draws: %d}"
+STAGE = "{stage: three_dim, channels: 8, mults: [1, 2], attention_levels: [1], heads: 2, ray_frequencies: 2, steps: %d, guidance_weight: %g}"
 
 
-def pipeline_yaml(folder, steps=3, draws=2, extra=""):
+def pipeline_yaml(folder, steps=3, guidance=0.0):
     path = folder / "tiny3dim.yaml"
-    path.write_text(f"name: tiny3dim\nstages:\n  - {STAGE % (steps, draws)}\n{extra}")
+    path.write_text(f"name: tiny3dim\nstages:\n  - {STAGE % (steps, guidance)}\n")
     return path
 
 
@@ -52,6 +52,7 @@ def test_sampling_fills_the_draw_axis_reproducibly(tmp_path, objects_root):
     suite, samples, state = batch(tmp_path, objects_root)
     torch.manual_seed(0)
     pipe = load_pipeline(str(pipeline_yaml(tmp_path)), suite.available_fields).eval()
+    state["draws"] = torch.tensor(2)  # the suite's draws: 2
     for p in pipe.parameters():  # untrained output layers are zero: give the network something to say
         p.data.add_(0.05 * torch.randn_like(p))
     preds = pipe.predict_batch(samples, dict(state))
@@ -65,8 +66,8 @@ def test_sampling_fills_the_draw_axis_reproducibly(tmp_path, objects_root):
 
 def test_sampling_parameters_change_the_run_but_not_the_model_a_checkpoint_must_match(tmp_path):
     fields = BASE_FIELDS
-    base = load_pipeline(str(pipeline_yaml(tmp_path, steps=3, draws=1)), fields)
-    more = load_pipeline(str(pipeline_yaml(tmp_path, steps=8, draws=2)), fields)
+    base = load_pipeline(str(pipeline_yaml(tmp_path, steps=3)), fields)
+    more = load_pipeline(str(pipeline_yaml(tmp_path, steps=8, guidance=3.0)), fields)
     assert base.model_digest == more.model_digest and base.digest != more.digest
     wider = (tmp_path / "tiny3dim.yaml").read_text().replace("channels: 8", "channels: 16")
     (tmp_path / "tiny3dim.yaml").write_text(wider)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from bench.errors import ConfigError
 from bench.leaderboard.published import Published, not_comparable, protocol_notes
 from bench.leaderboard.results import Result
+from bench.metrics.base import MEAN_DRAW_SUFFIX
 
 FAMILY_ORDER = ("image", "depth", "pose", "consistency", "segmentation", "distribution", "other")
 
@@ -109,7 +110,7 @@ def metric_family(name: str) -> str:
     from bench.registry import registry
 
     try:
-        return registry("metrics").get(name).family
+        return registry("metrics").get(name.removesuffix(MEAN_DRAW_SUFFIX)).family
     except ConfigError:
         return "other"
 

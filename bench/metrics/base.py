@@ -58,6 +58,10 @@ class DepthOptions:
     max_depth: float | None = None
 
 
+#: Suffix of the image metrics of the mean draw (``psnr_of_mean_draw``, :func:`bench.metrics.evaluate.with_mean_draw`).
+MEAN_DRAW_SUFFIX = "_of_mean_draw"
+
+
 @dataclass(frozen=True)
 class Metric:
     """A named score: see the module docstring for ``fn`` by ``family``."""
@@ -68,6 +72,7 @@ class Metric:
     needs_mask: bool = False
     mask_kind: str = "foreground"  # with needs_mask: the reader's foreground masks, or "visible" (bench.metrics.visibility)
     needs_predicted: tuple[str, ...] = ()  # Prediction fields it reads besides its family's (warp_consistency: depth)
+    of_mean_draw: bool = False  # scored on the mean of a prediction's draws instead of on each draw
     reduce: Callable[[Any], float] | None = None
     details: Callable[[Any], dict] | None = None
     availability: Callable[[], str | None] | None = None

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bench.metrics.base import DepthOptions, Metric
+from bench.metrics.base import MEAN_DRAW_SUFFIX, DepthOptions, Metric
 from bench.types import Prediction, Sample
 
 #: Prediction field compared by each family, and the ground-truth View field it is compared with.
@@ -54,6 +54,19 @@ def with_depth_coverage(metrics: dict[str, Metric]) -> dict[str, Metric]:
     if any(m.family == "depth" for m in metrics.values()) and "depth_coverage" not in metrics:
         return {**metrics, "depth_coverage": depth_coverage}
     return metrics
+
+
+def with_mean_draw(metrics: dict[str, Metric], draws: int) -> dict[str, Metric]:
+    """With ``draws`` > 1, ``metrics`` plus, for each image metric, the same metric of the mean image of the draws.
+
+    A sample's ``psnr`` is then the mean over its draws of each draw's PSNR (what one sample of the method
+    scores), ``psnr_of_mean_draw`` the PSNR of the draws' mean (closer to the posterior mean, which
+    regression methods predict): generative papers report either, so both are shown.
+    """
+    if draws <= 1:
+        return metrics
+    extra = {n + MEAN_DRAW_SUFFIX: replace(m, of_mean_draw=True) for n, m in metrics.items() if m.family == "image"}
+    return {**metrics, **extra}
 
 
 #: How predicted images are quantised before scoring (suite key ``metric_options.quantize``), each as
@@ -150,6 +163,8 @@ def gather_pairs(metric: Metric, samples: list[Sample], preds: list[Prediction])
     owners, errors, predicted = [], [], []
     for i, p in enumerate(preds):
         value = getattr(p, field_)
+        if value is not None and metric.of_mean_draw:
+            value = value.mean(1, keepdim=True)  # (T, 1, ...): the mean image of the draws
         if value is None:
             errors.append((i, f"the pipeline predicts no {field_}"))
         else:
@@ -267,7 +282,7 @@ def score_samples(
     """
     scores: list[Score] = []
     failures: list[tuple[str, str, str]] = []
-    gathered: dict[tuple[str, bool, str], Pairs] = {}
+    gathered: dict[tuple[str, bool, str, bool], Pairs] = {}
     preds = [quantized(p, options.quantize) for p in preds]
     for name, metric in metrics.items():
         if metric.unavailable():
@@ -277,7 +292,7 @@ def score_samples(
                 owners = list(range(len(samples)))
                 rows: list[Tensor | float] = [_consistency_rows(metric, p, s).detach().double().cpu() for s, p in zip(samples, preds)]
             else:
-                key = (metric.family, metric.needs_mask, metric.mask_kind)
+                key = (metric.family, metric.needs_mask, metric.mask_kind, metric.of_mean_draw)
                 if key not in gathered:
                     gathered[key] = gather_pairs(metric, samples, preds)
                 pairs = gathered[key]

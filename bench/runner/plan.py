@@ -138,6 +138,7 @@ def collate(samples: list[Sample], suite: Suite, seed: int, device: str, fields:
         "far": lambda: torch.full((b,), float(r.far), device=device),
         "background": lambda: torch.tensor(r.background, dtype=torch.float32, device=device),
         "seed": lambda: torch.tensor([sample_seed(seed, s.id) for s in samples], device=device),
+        "draws": lambda: torch.tensor(suite.config.draws, device=device),
         **({"source_depth": lambda: stack("sources", "depth")} if "source_depth" in r.provides else {}),
         **({"source_mask": lambda: stack("sources", "mask")} if "source_mask" in r.provides else {}),
     }

@@ -14,7 +14,7 @@ target view given a clean conditioning view and both cameras (as per-pixel rays)
   levels with stochastic conditioning (:mod:`bench.sampling.diffusion.stochastic_conditioning`): the
   pool holds the source views and every view generated so far, and each step conditions on one drawn
   at random; classifier-free guidance with ``guidance_weight`` (0: none); x̂_0 clipped to [−1, 1] at
-  each step, as 3DiM does. ``draws`` independent draws fill the draw axis; the random draws come from
+  each step, as 3DiM does. the suite's ``draws`` independent draws fill the draw axis; the random draws come from
   a generator seeded with the batch's first sample seed (the runner gives every sample the same batch
   companions on every run, so a seed gives the same draws, resumed or not).
 
@@ -49,9 +49,9 @@ def camera_rays(K: Tensor, cam2world: Tensor, size: tuple[int, int]) -> Tensor:
 class ThreeDiM(Stage):
     """3DiM's pose-conditional X-UNet diffusion model (see the module docstring)."""
 
-    requires = ("source_image", "source_K", "source_cam2world", "target_K", "target_cam2world", "target_size", "seed")
+    requires = ("source_image", "source_K", "source_cam2world", "target_K", "target_cam2world", "target_size", "seed", "draws")
     provides = ("pred_image", "denoise_pred", "denoise_target")
-    sampling_params = ("steps", "guidance_weight", "draws")
+    sampling_params = ("steps", "guidance_weight")
 
     def __init__(
         self,
@@ -64,16 +64,15 @@ class ThreeDiM(Stage):
         cond_dropout: float = 0.1,
         steps: int = 64,
         guidance_weight: float = 0.0,
-        draws: int = 1,
         logsnr_min: float = -20.0,
         logsnr_max: float = 20.0,
     ):
         super().__init__()
-        if steps < 1 or draws < 1 or not 0 <= cond_dropout < 1:
-            raise ValueError(f"three_dim: steps and draws must be at least 1 and cond_dropout in [0, 1), got {steps}, {draws}, {cond_dropout}")
+        if steps < 1 or not 0 <= cond_dropout < 1:
+            raise ValueError(f"three_dim: steps must be at least 1 and cond_dropout in [0, 1), got {steps}, {cond_dropout}")
         self.net = XUNet(channels, tuple(mults), tuple(attention_levels), heads, ray_frequencies)
         self.prediction, self.cond_dropout = prediction, cond_dropout
-        self.steps, self.guidance_weight, self.draws = steps, guidance_weight, draws
+        self.steps, self.guidance_weight = steps, guidance_weight
         self.logsnr_min, self.logsnr_max = logsnr_min, logsnr_max
 
     def forward(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -119,7 +118,7 @@ class ThreeDiM(Stage):
         b, s = sources.shape[:2]
         t = state["target_K"].shape[1]
         size = tuple(int(x) for x in state["target_size"])
-        d = self.draws
+        d = int(state["draws"])  # the suite's draws
         # every draw is a row of one batch of B * D: rows of a sample are consecutive
         rep = lambda x: x.repeat_interleave(d, 0)  # noqa: E731
         cameras_K = rep(torch.cat([state["source_K"], state["target_K"]], 1))  # (BD, S + T, 3, 3): pool cameras, then targets
