@@ -63,7 +63,7 @@ class StagePipeline(nn.Module):
     def __init__(self, name: str, stages: list[nn.Module], digest: str, model_digest: str, provided: set[str]):
         super().__init__()
         self.name, self.digest, self.model_digest, self.provided = name, digest, model_digest, provided
-        self.outputs: frozenset[str] | None = frozenset(f for f in PREDICTION_FIELDS if f"pred_{f}" in provided)
+        self.outputs: frozenset[str] | None = frozenset(f for f in (*PREDICTION_FIELDS, "nfe") if f"pred_{f}" in provided)
         self.needs = frozenset(field_ for stage in stages for field_ in getattr(stage, "requires", ()))  # the state it reads
         self.stages = nn.ModuleList(stages)
         self.checkpoint: dict | None = None  # {"path", "sha256"} of the weights loaded
@@ -82,8 +82,10 @@ class StagePipeline(nn.Module):
     def predict_batch(self, samples: list[Sample], state: dict[str, Tensor]) -> list[Prediction]:
         state = self.forward_train(state)
         optional = {name: state.get(f"pred_{name}") for name in PREDICTION_FIELDS[1:]}
+        nfe = state.get("pred_nfe")
         return [
-            Prediction(state["pred_image"][i], **{k: v[i] if v is not None else None for k, v in optional.items()})
+            Prediction(state["pred_image"][i], **{k: v[i] if v is not None else None for k, v in optional.items()},
+                       nfe=None if nfe is None else int(nfe[i]))
             for i in range(len(samples))
         ]
 

@@ -108,6 +108,8 @@ BUILTIN: dict[str, dict[str, str]] = {
         "joint_acc_15": "bench.metrics.pose:joint_acc_15",
         "joint_acc_30": "bench.metrics.pose:joint_acc_30",
         "auc_30": "bench.metrics.pose:auc_30",
+        "seconds_per_view": "bench.metrics.cost:seconds_per_view",
+        "nfe_per_view": "bench.metrics.cost:nfe_per_view",
         "miou": "bench.metrics.segmentation:miou",
         "pixel_acc": "bench.metrics.segmentation:pixel_acc",
     },

@@ -29,6 +29,7 @@ field                     shape                        meaning
 ``pred_depth``            (B, T, D, H, W)              optional output
 ``pred_seg``              (B, T, D, H, W) int64        optional output
 ``pred_poses``            (B, T, D, 4, 4)              optional output: estimated target cam2world
+``pred_nfe``              (B,) int64                   optional output: network evaluations spent per sample
 ``pred_opacity``          (B, T, D, H, W)              volume renderers: accumulated opacity
 ``field``                 callable                     radiance/feature field: (points (B,T,R,P,3), dirs) -> (density, features)
 ``ray_index``             (B, T, R) int64              volume renderers: row-major pixel index of each rendered ray
@@ -162,12 +163,14 @@ class Prediction:
     - ``depth``: (T, D, H, W) z-depth, optional
     - ``seg``: (T, D, H, W) int64 class labels, optional
     - ``poses``: (T, D, 4, 4) estimated cam2world of the targets, optional (pose inverters)
+    - ``nfe``: network evaluations spent on the sample, optional (a stage pipeline's ``pred_nfe`` (B,))
     """
 
     image: Tensor
     depth: Tensor | None = None
     seg: Tensor | None = None
     poses: Tensor | None = None
+    nfe: int | None = None  # network evaluations spent on this sample (generative samplers), for nfe_per_view
 
 
 #: Fields of a :class:`Prediction`, the required one first; a stage pipeline fills ``f`` from state field ``pred_<f>``.

@@ -72,3 +72,19 @@ def test_sampling_parameters_change_the_run_but_not_the_model_a_checkpoint_must_
     wider = (tmp_path / "tiny3dim.yaml").read_text().replace("channels: 8", "channels: 16")
     (tmp_path / "tiny3dim.yaml").write_text(wider)
     assert load_pipeline(str(tmp_path / "tiny3dim.yaml"), fields).model_digest != base.model_digest
+
+
+def test_sampling_cost_is_measured_per_view(cli, tmp_path, objects_root):
+    """seconds_per_view for every pipeline; nfe_per_view from what the sampler reports (steps per view), unavailable
+    for a pipeline that reports none."""
+    import json
+
+    suite = write_suite(tmp_path, objects_root, metrics="metrics: [psnr, seconds_per_view, nfe_per_view]", batch_size="batch_size: 2")
+    pipe = pipeline_yaml(tmp_path, steps=5)
+    code, stdout, err = cli("run", suite, "--pipeline", str(pipe), "--pipeline", "identity", "--limit", "2", "--set", "draws=2",
+                            "--out", tmp_path / "out", "--no-progress", "--visuals", "0")
+    assert code == 0, err
+    results = json.loads((tmp_path / "out" / "summary.json").read_text())["results"]
+    assert results["tiny3dim"]["nfe_per_view"]["mean"] == 5.0  # 5 steps for each of 1 target x 2 draws
+    assert results["tiny3dim"]["seconds_per_view"]["mean"] > 0 and results["identity"]["seconds_per_view"]["mean"] >= 0
+    assert results["identity"]["nfe_per_view"] == {"unavailable": "predicts no nfe", "higher_is_better": False}

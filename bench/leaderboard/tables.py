@@ -11,7 +11,7 @@ from bench.leaderboard.published import Published, not_comparable, protocol_note
 from bench.leaderboard.results import Result
 from bench.metrics.base import MEAN_DRAW_SUFFIX
 
-FAMILY_ORDER = ("image", "depth", "pose", "consistency", "segmentation", "distribution", "other")
+FAMILY_ORDER = ("image", "depth", "pose", "consistency", "segmentation", "distribution", "cost", "other")
 
 
 SIGNIFICANCE = 0.05

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-FAMILIES = ("image", "depth", "pose", "segmentation", "distribution", "consistency")
+FAMILIES = ("image", "depth", "pose", "segmentation", "distribution", "consistency", "cost")
 
 
 @dataclass(frozen=True)

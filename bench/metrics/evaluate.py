@@ -20,7 +20,8 @@ from bench.metrics.base import MEAN_DRAW_SUFFIX, DepthOptions, Metric
 from bench.types import Prediction, Sample
 
 #: Prediction field compared by each family, and the ground-truth View field it is compared with.
-PRED_FIELD = {"image": "image", "distribution": "image", "depth": "depth", "segmentation": "seg", "pose": "poses", "consistency": "image"}
+PRED_FIELD = {"image": "image", "distribution": "image", "depth": "depth", "segmentation": "seg", "pose": "poses", "consistency": "image",
+              "cost": "image"}
 GT_FIELD = {"image": "image", "distribution": "image", "depth": "depth", "segmentation": "seg", "pose": "cam2world"}
 #: Optional reader fields a metric's ground truth needs (the flags that make a reader load them).
 READER_FIELD = {"depth": "source_depth", "segmentation": "source_seg"}
@@ -246,6 +247,22 @@ def _sample_score(metric: Metric, name: str, sample: Sample, rows: Tensor | floa
     return Score(sample.id, sample.spec.scene, name, value if np.isfinite(value) else None, stats)
 
 
+def cost_scores(samples: list[Sample], preds: list[Prediction], metrics: dict[str, Metric], seconds: float
+                ) -> tuple[list[Score], list[tuple[str, str, str]]]:
+    """The cost metrics (:mod:`bench.metrics.cost`) of a batch predicted in ``seconds``, shared evenly by its samples."""
+    scores, failures = [], []
+    for name, metric in metrics.items():
+        if metric.family != "cost":
+            continue
+        for sample, pred in zip(samples, preds):
+            try:
+                value = metric.fn(seconds / len(samples), pred.image.shape[0] * pred.image.shape[1], pred.nfe)
+                scores.append(Score(sample.id, sample.spec.scene, name, float(value)))
+            except ValueError as exc:
+                failures.append((sample.id, name, str(exc)))
+    return scores, failures
+
+
 def _without_gaps(
     metric: Metric, name: str, samples: list[Sample], owners: list[int], out: Tensor, counts: list[int], gap: Tensor, why: str,
     scores: list[Score],
@@ -285,7 +302,7 @@ def score_samples(
     gathered: dict[tuple[str, bool, str, bool], Pairs] = {}
     preds = [quantized(p, options.quantize) for p in preds]
     for name, metric in metrics.items():
-        if metric.unavailable():
+        if metric.unavailable() or metric.family == "cost":  # cost is measured by the runner (cost_scores)
             continue
         try:
             if metric.family == "consistency":

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from bench import distributed
 from bench.errors import ConfigError
-from bench.metrics.evaluate import score_samples
+from bench.metrics.evaluate import cost_scores, score_samples
 from bench.pipeline import Pipeline
 from bench.runner.plan import Plan, RunOptions, SampleLoader, collate, load_chunks, load_run, plan_work, prefetched, scorable_metrics
 from bench.runner.summary import data_facts, summarize, write_json_atomic
@@ -88,7 +88,10 @@ class BatchResult:
 def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, opts: RunOptions) -> BatchResult:
     """Run one batch; on an exception, rerun sample by sample to pin the failure on its sample."""
     try:
-        preds = pipeline.predict_batch(samples, collate(samples, suite, opts.seed, opts.device, pipeline.needs))
+        state = collate(samples, suite, opts.seed, opts.device, pipeline.needs)
+        start = time.perf_counter()
+        preds = pipeline.predict_batch(samples, state)
+        seconds = time.perf_counter() - start
         checked = [check_prediction(p, s) for p, s in zip(preds, samples)]
     except Exception as exc:  # noqa: BLE001 - any pipeline error is recorded, not fatal
         if len(samples) == 1:
@@ -97,8 +100,10 @@ def predict_and_score(pipeline: Pipeline, samples: list[Sample], suite: Suite, o
         for s in samples:
             result.extend(predict_and_score(pipeline, [s], suite, opts))
         return result
-    scores, failures = score_samples(samples, checked, scorable_metrics(suite, pipeline), suite.config.metric_options)
-    return BatchResult(scores, failures, {s.id: p for s, p in zip(samples, checked)})
+    metrics = scorable_metrics(suite, pipeline)
+    scores, failures = score_samples(samples, checked, metrics, suite.config.metric_options)
+    cost, cost_failures = cost_scores(samples, checked, metrics, seconds)
+    return BatchResult(scores + cost, failures + cost_failures, {s.id: p for s, p in zip(samples, checked)})
 
 
 def sample_geometry(samples: list[Sample]) -> list[tuple]:

@@ -18,8 +18,8 @@ target view given a clean conditioning view and both cameras (as per-pixel rays)
   a generator seeded with the batch's first sample seed (the runner gives every sample the same batch
   companions on every run, so a seed gives the same draws, resumed or not).
 
-Provides ``pred_image`` (B, T, D, 3, H, W) in [0, 1]. Sampling costs ``steps`` network evaluations per
-target view and draw (twice that with guidance).
+Provides ``pred_image`` (B, T, D, 3, H, W) in [0, 1] and ``pred_nfe`` (B,): ``steps`` network evaluations
+per target view and draw (twice that with guidance), for the ``nfe_per_view`` metric.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class ThreeDiM(Stage):
     """3DiM's pose-conditional X-UNet diffusion model (see the module docstring)."""
 
     requires = ("source_image", "source_K", "source_cam2world", "target_K", "target_cam2world", "target_size", "seed", "draws")
-    provides = ("pred_image", "denoise_pred", "denoise_target")
+    provides = ("pred_image", "pred_nfe", "denoise_pred", "denoise_target")
     sampling_params = ("steps", "guidance_weight")
 
     def __init__(
@@ -141,6 +141,8 @@ class ThreeDiM(Stage):
 
         logsnrs = torch.cat([cosine_logsnr(torch.linspace(1, 0, self.steps + 1, device=sources.device), self.logsnr_min,
                                            self.logsnr_max)[:-1], torch.tensor([math.inf], device=sources.device)])
-        views, _ = sample_with_stochastic_conditioning(denoise, [rep(sources[:, i]) for i in range(s)], t, logsnrs, generator)
+        views, nfe = sample_with_stochastic_conditioning(denoise, [rep(sources[:, i]) for i in range(s)], t, logsnrs, generator)
         images = (torch.stack(views, 1).clamp(-1, 1) + 1) / 2  # (BD, T, 3, H, W)
-        return {"pred_image": images.reshape(b, d, t, 3, *size).transpose(1, 2)}
+        per_sample = nfe * (2 if self.guidance_weight else 1) * d  # one evaluation per row of the batch and step, two with guidance
+        return {"pred_image": images.reshape(b, d, t, 3, *size).transpose(1, 2),
+                "pred_nfe": torch.full((b,), per_sample, dtype=torch.int64, device=sources.device)}
