@@ -20,6 +20,7 @@ from pathlib import Path
 
 import compute
 import harness
+import sampling
 from common import ROOT, Table, git_commit, load_average, machine
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -62,6 +63,11 @@ SECTIONS = [
     Section("point_rasterizer", "Point rasterizer (oracle_reproject)",
             "pytorch3d's CPU point rasterizer stage alone, one target view of a fully valid depth map, 1 torch thread.",
             compute.point_rasterizer),
+    Section("diffusion_samplers", "Diffusion samplers",
+            "Seconds and network evaluations per generated view for each sampler at two step counts.", sampling.diffusion_samplers),
+    Section("harness_3dim", "Harness overhead on a generative method",
+            "3DiM on one orbit sample (8 views generated in order) through `nvsbench run`, against the same pipeline called "
+            "in process on the same sample, 1 torch thread.", sampling.harness_overhead_3dim),
     Section("quickstart", "Quickstart",
             "`nvsbench run suites/quickstart.yaml` (identity, oracle_reproject, pixel_field, genvs_render on 90 samples), "
             "default threads.", harness.quickstart),
