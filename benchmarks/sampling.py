@@ -47,13 +47,11 @@ def diffusion_samplers(quick: bool) -> Table:
             lam = torch.cat([cosine_logsnr(torch.linspace(1, 0, steps + 1))[:-1], torch.tensor([float("inf")])])
             sigmas = karras_sigmas(steps, 0.002, 80.0).float()
             x = torch.randn(1, 3, SIZE, SIZE)
-            runs = {"ddpm_ancestral": lambda: ddpm_ancestral(vp, x, lam, torch.Generator().manual_seed(0)),
-                    "ddim": lambda: ddim(vp, x, lam),
-                    "euler": lambda: euler(edm, x * 80, sigmas),
-                    "heun": lambda: heun(edm, x * 80, sigmas)}
-            for name, run in runs.items():
+            runs = [("ddpm_ancestral", ddpm_ancestral, (vp, x, lam, torch.Generator().manual_seed(0))), ("ddim", ddim, (vp, x, lam)),
+                    ("euler", euler, (edm, x * 80, sigmas)), ("heun", heun, (edm, x * 80, sigmas))]
+            for name, sampler, args in runs:
                 start = time.perf_counter()
-                _, nfe = run()
+                _, nfe = sampler(*args)
                 seconds = time.perf_counter() - start
                 rows.append([name, str(steps), str(nfe), f"{seconds:.2f}", f"{1000 * seconds / nfe:.1f}"])
     return Table(["sampler", "steps", "NFE per view", "seconds per view", "ms per NFE"], rows,
