@@ -88,8 +88,8 @@ def train_and_record(name: str, train: bool = True, seconds: float | None = None
     from bench.pipeline import load_pipeline_doc
     from bench.registry import resolve_yaml
     from bench.suite import load_suite
-    from bench.train.loop import TrainConfig
     from bench.train.checkpoint import load_checkpoint, sha256_of
+    from bench.train.loop import TrainConfig
 
     doc, cfg = load_pipeline_doc(resolve_yaml("pipelines", name, "pipeline"))
     tcfg = build(TrainConfig, cfg.train, doc, ("train",))
