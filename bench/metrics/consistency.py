@@ -185,7 +185,7 @@ def keypoint_pixels(keypoints, idx: list[int]) -> Tensor:
 #: How :func:`tsed` finds correspondences: ``(features(images) -> per image, matches(f_i, f_j) -> (x_i, x_j))``.
 FRONT_ENDS = {
     "colmap": (colmap_features, colmap_matches),  # the TSED authors' (Yu et al. 2023): COLMAP SIFT, exhaustive matching
-    "kornia": (lambda images: sift_features(images), lambda f_i, f_j: sift_matches(f_i, f_j)),
+    "kornia": (sift_features, sift_matches),
 }
 
 

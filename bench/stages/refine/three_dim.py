@@ -37,6 +37,7 @@ from bench.sampling.diffusion.schedules import alpha_sigma, cosine_logsnr
 from bench.sampling.diffusion.stochastic_conditioning import sample_with_stochastic_conditioning
 from bench.stages.base import Stage
 from bench.stages.render.volume import pixel_rays
+from bench.train.losses.diffusion import uniform_times
 
 
 def camera_rays(K: Tensor, cam2world: Tensor, size: tuple[int, int]) -> Tensor:
@@ -97,7 +98,7 @@ class ThreeDiM(Stage):
         x0 = state["target_image"][:, 0] * 2 - 1  # (B, 3, H, W), the first target of each pair
         cond = state["source_image"][:, 0] * 2 - 1
         b, size = x0.shape[0], tuple(x0.shape[-2:])
-        lam = cosine_logsnr(torch.rand(b, device=x0.device), self.logsnr_min, self.logsnr_max)
+        lam = cosine_logsnr(uniform_times(b, device=x0.device), self.logsnr_min, self.logsnr_max)
         alpha, sigma = alpha_sigma(lam)
         eps = torch.randn_like(x0)
         x_t = alpha.view(b, 1, 1, 1) * x0 + sigma.view(b, 1, 1, 1) * eps

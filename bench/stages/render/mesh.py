@@ -7,6 +7,7 @@ from torch import Tensor
 
 from bench.cameras import to_pytorch3d
 from bench.stages.base import Stage
+from bench.stages.render.points import rendered_views
 
 
 class MeshRasterizer(Stage):
@@ -44,10 +45,4 @@ class MeshRasterizer(Stage):
         fragments = Rasterizer(cameras=cameras, raster_settings=settings)(meshes)
         face_colors = torch.cat(colors)[meshes.faces_packed()]  # (F, 3 vertices, 3 channels)
         rgb = interpolate_face_attributes(fragments.pix_to_face, fragments.bary_coords, face_colors)[..., 0, :]  # (BT, H, W, 3)
-        hit = fragments.pix_to_face[..., 0] >= 0
-        rgb = torch.where(hit[..., None], rgb, state["background"].to(rgb))
-        depth = torch.where(hit, fragments.zbuf[..., 0], torch.zeros_like(fragments.zbuf[..., 0]))
-        return {
-            "pred_image": rgb.permute(0, 3, 1, 2).reshape(b, t, 1, 3, h, w),
-            "pred_depth": depth.reshape(b, t, 1, h, w),
-        }
+        return rendered_views(rgb, fragments.zbuf[..., 0], fragments.pix_to_face[..., 0] >= 0, state["background"], b, t)

@@ -9,6 +9,15 @@ from bench.cameras import to_pytorch3d
 from bench.stages.base import Stage
 
 
+def rendered_views(rgb: Tensor, zbuf: Tensor, hit: Tensor, background: Tensor, b: int, t: int) -> dict[str, Tensor]:
+    """``pred_image`` (B, T, 1, 3, H, W) and ``pred_depth`` (B, T, 1, H, W) from a rasterizer's (BT, H, W, 3) colours,
+    (BT, H, W) z-buffer and hit mask: the background colour and depth 0 where nothing was hit."""
+    h, w = hit.shape[-2:]
+    rgb = torch.where(hit[..., None], rgb, background.to(rgb))
+    depth = torch.where(hit, zbuf, torch.zeros_like(zbuf))
+    return {"pred_image": rgb.permute(0, 3, 1, 2).reshape(b, t, 1, 3, h, w), "pred_depth": depth.reshape(b, t, 1, h, w)}
+
+
 class PointRasterizer(Stage):
     """Render coloured points into every target camera with pytorch3d's point rasterizer.
 
@@ -42,11 +51,5 @@ class PointRasterizer(Stage):
         settings = PointsRasterizationSettings(image_size=(h, w), radius=self.radius_px * 2.0 / min(h, w), points_per_pixel=1)
         fragments = PointsRasterizer(cameras=cameras, raster_settings=settings)(clouds)
         idx = fragments.idx[..., 0]  # (BT, H, W) index into the packed points, -1 where empty
-        hit = idx >= 0
         rgb = clouds.features_packed()[idx.clamp(min=0)]  # (BT, H, W, 3)
-        rgb = torch.where(hit[..., None], rgb, state["background"].to(rgb))
-        depth = torch.where(hit, fragments.zbuf[..., 0], torch.zeros_like(fragments.zbuf[..., 0]))
-        return {
-            "pred_image": rgb.permute(0, 3, 1, 2).reshape(b, t, 1, 3, h, w),
-            "pred_depth": depth.reshape(b, t, 1, h, w),
-        }
+        return rendered_views(rgb, fragments.zbuf[..., 0], idx >= 0, state["background"], b, t)
